@@ -1,0 +1,68 @@
+"""Simulation tasks (MuJoCo): rh6 arm tasks and Fetch adapters, scripted experts, demo files. Never imports torch."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+
+from .common import EnvConfig, RandomizationConfig  # noqa: E402
+
+# short name -> gymnasium id
+TASK_IDS: dict[str, str] = {
+    "reach": "robo_hybrid/Reach-v0",
+    "push": "robo_hybrid/Push-v0",
+    "pickplace": "robo_hybrid/PickPlace-v0",
+    "fetch_reach": "robo_hybrid/FetchReach-v0",
+    "fetch_push": "robo_hybrid/FetchPush-v0",
+    "fetch_pickplace": "robo_hybrid/FetchPickAndPlace-v0",
+}
+
+
+def _register() -> None:
+    for name, gym_id in TASK_IDS.items():
+        if gym_id in gym.registry:
+            continue
+        module = "robo_hybrid.envs.fetch:FetchAdapter" if name.startswith("fetch") else "robo_hybrid.envs.arm:ArmEnv"
+        gym.register(gym_id, entry_point=module, kwargs={"task": name}, disable_env_checker=True)
+
+
+_register()
+
+
+def task_name(task: str) -> str:
+    """Short task name from a short name or a gymnasium id; a clear error otherwise."""
+    if task in TASK_IDS:
+        return task
+    for name, gym_id in TASK_IDS.items():
+        if task == gym_id:
+            return name
+    raise ValueError(f"unknown task '{task}'; choose one of {sorted(TASK_IDS)} or their gymnasium ids")
+
+
+def make_env(task: str, cfg: EnvConfig | None = None, render_mode: str | None = None, **cfg_kw) -> gym.Env:
+    """Build a task by short name or gymnasium id, with an EnvConfig or its fields as keyword arguments."""
+    name = task_name(task)
+    if cfg is None:
+        cfg = EnvConfig(**cfg_kw)
+    elif cfg_kw:
+        raise TypeError("pass either cfg or EnvConfig fields as keywords, not both")
+    if name.startswith("fetch"):
+        from .fetch import FetchAdapter  # noqa: PLC0415
+
+        return FetchAdapter(name, cfg=cfg, render_mode=render_mode)
+    from .arm import ArmEnv  # noqa: PLC0415
+
+    return ArmEnv(name, cfg=cfg, render_mode=render_mode)
+
+
+def make_expert(env: gym.Env):
+    """The scripted expert for an env built by make_env."""
+    from .experts import make_expert as _make  # noqa: PLC0415
+
+    return _make(env)
+
+
+__all__ = ["TASK_IDS", "EnvConfig", "RandomizationConfig", "make_env", "make_expert", "task_name"]

@@ -1,0 +1,281 @@
+"""rh6 arm tasks on MuJoCo: Cartesian end-effector control through damped-least-squares IK, camera + proprio."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from robo_hybrid.spec import assemble_proprio  # noqa: E402
+
+from . import rewards  # noqa: E402
+from .common import PRIVILEGED_DIM, EnvConfig, build_io_spec, image_keys, spaces_from_spec  # noqa: E402
+from .randomize import Randomizer  # noqa: E402
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+ARM_JOINTS = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
+FINGER_JOINTS = ("finger_left", "finger_right")
+FINGER_OPEN_M = 0.04
+# Tool frame pointing down, fingers opening along world y: R = R_y(pi).
+TOOL_DOWN = np.diag([-1.0, 1.0, -1.0])
+# Seed for the home-pose IK (elbow up, tool down).
+HOME_SEED_RAD = np.array([0.0, 0.3, 1.9, 0.0, 0.95, 0.0])
+HOME_TCP_M = np.array([-0.1, 0.0, 0.25])
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """What distinguishes one task: scene, horizon, sampling ranges, success threshold."""
+
+    name: str
+    gym_id: str
+    scene: str
+    episode_steps: int
+    has_object: bool
+    success_threshold_m: float
+    object_xy_low: tuple[float, float] = (-0.12, -0.15)
+    object_xy_high: tuple[float, float] = (0.12, 0.15)
+    goal_low: tuple[float, float, float] = (-0.15, -0.2, 0.05)
+    goal_high: tuple[float, float, float] = (0.15, 0.2, 0.25)
+    min_goal_dist_m: float = 0.0
+    goal_xy_only: bool = False  # success measured on the table plane (push)
+
+
+TASKS: dict[str, TaskDef] = {
+    "reach": TaskDef("reach", "robo_hybrid/Reach-v0", "reach.xml", 50, False, 0.03),
+    "push": TaskDef(
+        "push", "robo_hybrid/Push-v0", "push.xml", 100, True, 0.05,
+        goal_low=(-0.15, -0.18, 0.025), goal_high=(0.15, 0.18, 0.025), min_goal_dist_m=0.1, goal_xy_only=True,
+    ),
+    "pickplace": TaskDef(
+        "pickplace", "robo_hybrid/PickPlace-v0", "pickplace.xml", 100, True, 0.05,
+        goal_low=(-0.15, -0.18, 0.02), goal_high=(0.15, 0.18, 0.2), min_goal_dist_m=0.1,
+    ),
+}
+
+# Workspace box of the tool centre point (world frame, metres): the IK target is clipped into it.
+WORKSPACE_LOW_M = (-0.25, -0.3, 0.012)
+WORKSPACE_HIGH_M = (0.25, 0.3, 0.4)
+MAX_EE_DELTA_M = 0.02  # per control step at |action| = 1 (0.5 m/s at 25 Hz)
+IK_DAMPING = 0.05
+IK_ROT_WEIGHT = 0.5
+
+
+def rotation_error(r_current: np.ndarray, r_target: np.ndarray) -> np.ndarray:
+    """Axis-angle vector (world frame) that rotates r_current onto r_target."""
+    r_err = r_target @ r_current.T
+    quat = np.empty(4)
+    mujoco.mju_mat2Quat(quat, r_err.ravel())
+    vel = np.empty(3)
+    mujoco.mju_quat2Vel(vel, quat, 1.0)
+    return vel
+
+
+class ArmEnv(gym.Env):
+    """One rh6 task. Observation: image(s), proprio, goal (policy) and privileged (critic only)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+
+    def __init__(self, task: str = "push", cfg: EnvConfig | None = None, render_mode: str | None = None, **cfg_kw):
+        if task not in TASKS:
+            raise ValueError(f"unknown task '{task}'; choose one of {sorted(TASKS)}")
+        self.task = TASKS[task]
+        self.cfg = cfg if cfg is not None else EnvConfig(**cfg_kw)
+        if self.cfg.camera not in ("front", "wrist"):
+            raise ValueError(f"camera={self.cfg.camera!r}: the rh6 scene has cameras 'front' and 'wrist'")
+        self.render_mode = render_mode
+        self.model = mujoco.MjModel.from_xml_path(str(ASSETS_DIR / self.task.scene))
+        self.data = mujoco.MjData(self.model)
+        self.n_substeps = max(1, round(1.0 / (self.cfg.control_rate_hz * self.model.opt.timestep)))
+        self.episode_steps = self.cfg.episode_steps or self.task.episode_steps
+        self._ids()
+        self.io_spec = build_io_spec(
+            self.task.gym_id, self.cfg, ARM_JOINTS, MAX_EE_DELTA_M, WORKSPACE_LOW_M, WORKSPACE_HIGH_M,
+            self.episode_steps, extras={"robot": "rh6", "physics_dt_s": float(self.model.opt.timestep),
+                                        "n_substeps": self.n_substeps,
+                                        # gripper command +1 -> this opening, -1 -> closed (position target)
+                                        "gripper_open_m": 2 * FINGER_OPEN_M},
+        )
+        self.observation_space, self.action_space = spaces_from_spec(self.io_spec)
+        self.randomizer = Randomizer(self.model, self.cfg.randomization)
+        self._home_qpos = self._solve_home()
+        self._renderer: mujoco.Renderer | None = None
+        self._action_queue: deque[np.ndarray] = deque()
+        self._latency = 0
+        self._t = 0
+        self.goal = np.zeros(3)
+
+    # ----- model bookkeeping -----
+    def _ids(self) -> None:
+        m = self.model
+        jid = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in ARM_JOINTS]
+        self._arm_qadr = np.array([m.jnt_qposadr[j] for j in jid])
+        self._arm_dadr = np.array([m.jnt_dofadr[j] for j in jid])
+        self._arm_range = m.jnt_range[jid].copy()
+        fid = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in FINGER_JOINTS]
+        self._finger_qadr = np.array([m.jnt_qposadr[j] for j in fid])
+        self._tcp = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
+        self._goal_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "goal")
+        if self.task.has_object:
+            oj = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "object")
+            self._obj_qadr = int(m.jnt_qposadr[oj])
+            self._obj_dadr = int(m.jnt_dofadr[oj])
+            self._obj_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "object")
+            self.object_half_size_m = float(m.geom_size[self._obj_geom][2])
+        self._jacp = np.zeros((3, m.nv))
+        self._jacr = np.zeros((3, m.nv))
+
+    def _solve_home(self) -> np.ndarray:
+        """Joint angles that put the tool above the table, pointing down (IK from a fixed seed)."""
+        d = self.data
+        mujoco.mj_resetData(self.model, d)
+        d.qpos[self._arm_qadr] = HOME_SEED_RAD
+        for _ in range(200):
+            mujoco.mj_kinematics(self.model, d)
+            mujoco.mj_comPos(self.model, d)
+            d.qpos[self._arm_qadr] = self._ik_step(HOME_TCP_M)
+        return d.qpos[self._arm_qadr].copy()
+
+    # ----- kinematics -----
+    @property
+    def tcp_pos(self) -> np.ndarray:
+        """Tool centre point (between the fingertips), world frame, metres."""
+        return self.data.site_xpos[self._tcp].copy()
+
+    @property
+    def gripper_opening_m(self) -> float:
+        """Distance between the finger inner faces, metres."""
+        return float(self.data.qpos[self._finger_qadr].sum())
+
+    def _ik_step(self, target_pos: np.ndarray) -> np.ndarray:
+        """One damped-least-squares step: joint angles that move the tcp to target_pos, tool down."""
+        m, d = self.model, self.data
+        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
+        jac = np.vstack([self._jacp[:, self._arm_dadr], self._jacr[:, self._arm_dadr]])  # (6, 6)
+        err_pos = target_pos - d.site_xpos[self._tcp]
+        err_rot = rotation_error(d.site_xmat[self._tcp].reshape(3, 3), TOOL_DOWN)
+        err = np.concatenate([err_pos, IK_ROT_WEIGHT * err_rot])
+        jac[3:] *= IK_ROT_WEIGHT
+        # dq = J^T (J J^T + lambda^2 I)^-1 e  (damped least squares, robust near singularities)
+        dq = jac.T @ np.linalg.solve(jac @ jac.T + IK_DAMPING**2 * np.eye(6), err)
+        q = d.qpos[self._arm_qadr] + dq
+        return np.clip(q, self._arm_range[:, 0], self._arm_range[:, 1])
+
+    # ----- gym API -----
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        m, d, rng = self.model, self.data, self.np_random
+        mujoco.mj_resetData(m, d)
+        self.randomizer.apply(rng)
+        d.qpos[self._arm_qadr] = self._home_qpos + rng.uniform(-0.02, 0.02, len(ARM_JOINTS))
+        d.qpos[self._finger_qadr] = FINGER_OPEN_M
+        d.ctrl[: len(ARM_JOINTS)] = d.qpos[self._arm_qadr]
+        d.ctrl[len(ARM_JOINTS) :] = FINGER_OPEN_M
+        obj_xy = None
+        if self.task.has_object:
+            obj_xy = rng.uniform(self.task.object_xy_low, self.task.object_xy_high)
+            d.qpos[self._obj_qadr : self._obj_qadr + 3] = [*obj_xy, self.object_half_size_m + 0.001]
+            d.qpos[self._obj_qadr + 3 : self._obj_qadr + 7] = [1, 0, 0, 0]
+        self.goal = self._sample_goal(rng, obj_xy)
+        m.site_pos[self._goal_site] = self.goal
+        mujoco.mj_forward(m, d)
+        self._latency = self.randomizer.sample_latency(rng)
+        self._action_queue = deque(np.zeros(4, np.float32) for _ in range(self._latency))
+        self._t = 0
+        return self._obs(), {"is_success": False}
+
+    def _sample_goal(self, rng: np.random.Generator, obj_xy: np.ndarray | None) -> np.ndarray:
+        for _ in range(100):
+            goal = rng.uniform(self.task.goal_low, self.task.goal_high)
+            if obj_xy is None or np.linalg.norm(goal[:2] - obj_xy) >= self.task.min_goal_dist_m:
+                break
+        if self.task.name == "pickplace" and rng.uniform() < 0.5:
+            goal[2] = self.object_half_size_m  # half the goals on the table, half in the air
+        return goal
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float32).reshape(4), -1.0, 1.0)
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"non-finite action {action}")
+        if self._latency:
+            self._action_queue.append(action)
+            action = self._action_queue.popleft()
+        m, d = self.model, self.data
+        target = np.clip(self.tcp_pos + action[:3] * MAX_EE_DELTA_M, WORKSPACE_LOW_M, WORKSPACE_HIGH_M)
+        d.ctrl[: len(ARM_JOINTS)] = self._ik_step(target)
+        d.ctrl[len(ARM_JOINTS) :] = FINGER_OPEN_M * 0.5 * (float(action[3]) + 1.0)
+        mujoco.mj_step(m, d, nstep=self.n_substeps)
+        self._t += 1
+        success = self._is_success()
+        terms = rewards.compute_terms(self.task.name, self.tcp_pos, self._object_pos(), self.goal,
+                                      self.gripper_opening_m, success)
+        reward = float(success) if self.cfg.reward == "sparse" else rewards.dense_total(self.task.name, terms)
+        terminated = bool(success and self.cfg.terminate_on_success)
+        truncated = self._t >= self.episode_steps
+        info = {"is_success": bool(success), "reward_terms": terms}
+        return self._obs(), reward, terminated, truncated, info
+
+    # ----- observations -----
+    def _object_pos(self) -> np.ndarray | None:
+        if not self.task.has_object:
+            return None
+        return self.data.qpos[self._obj_qadr : self._obj_qadr + 3].copy()
+
+    def _is_success(self) -> bool:
+        if not self.task.has_object:
+            return bool(np.linalg.norm(self.tcp_pos - self.goal) < self.task.success_threshold_m)
+        obj = self._object_pos()
+        assert obj is not None
+        diff = (obj - self.goal)[:2] if self.task.goal_xy_only else obj - self.goal
+        return bool(np.linalg.norm(diff) < self.task.success_threshold_m)
+
+    def privileged_state(self) -> np.ndarray:
+        """Object pose and velocity (simulator only): pos 3, quat wxyz 4, linvel 3, angvel 3."""
+        if not self.task.has_object:
+            return np.zeros(PRIVILEGED_DIM, np.float32)
+        q = self.data.qpos[self._obj_qadr : self._obj_qadr + 7]
+        v = self.data.qvel[self._obj_dadr : self._obj_dadr + 6]
+        return np.concatenate([q, v]).astype(np.float32)
+
+    def get_state(self) -> np.ndarray:
+        """Flat simulator state (time, qpos, qvel) for the demo files' `states`."""
+        return np.concatenate([[self.data.time], self.data.qpos, self.data.qvel]).astype(np.float64)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        d = self.data
+        obs = {
+            "proprio": assemble_proprio(
+                d.qpos[self._arm_qadr], d.qvel[self._arm_dadr], d.site_xpos[self._tcp], self.gripper_opening_m
+            ),
+            "goal": self.goal.astype(np.float32),
+            "privileged": self.privileged_state(),
+        }
+        cams = {"image": self.cfg.camera, "image_wrist": "wrist"}
+        for key in image_keys(self.cfg):
+            obs[key] = self._camera_image(cams[key])
+        return obs
+
+    def _camera_image(self, camera: str) -> np.ndarray:
+        n = self.cfg.image_size
+        if not self.cfg.render:
+            return np.zeros((n, n, 3), np.uint8)
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, n, n)
+        self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render().copy()
+
+    def render(self):
+        """The policy camera image (rgb_array)."""
+        return self._camera_image(self.cfg.camera)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -1,0 +1,1 @@
+"""robo-hybrid: multimodal transformer manipulation stack (training side)."""

@@ -1,0 +1,368 @@
+"""Behaviour cloning: fit the multimodal policy to scripted demos.
+
+Loss (per sample, in normalized action units a_n = (a - mu_a) / sigma_a):
+  mse_nll (default): ||mean - a_n||^2 / A  +  NLL(a_n | stopgrad(mean), std(stopgrad(features))) / A
+      the mean (and the trunk) are fit by plain regression; the log-std head learns the residual spread on
+      frozen features, so nothing is re-weighted by 1/std^2 (plain NLL is spiky and slow on precise demo dims)
+  nll: NLL(a_n | mean, std) / A, with NLL = sum_i 0.5 ((a_i - m_i) / s_i)^2 + log s_i + 0.5 log(2 pi)
+  + chunk_loss_weight * masked L1 over the H chunk actions when the policy has a chunk head (ACT).
+Optimiser: AdamW (decay on matrices and embeddings only), linear warm-up then cosine decay, global-norm
+gradient clipping. Logs: tqdm, TensorBoard, metrics.jsonl, loss.png / success.png; checkpoints via
+robo_hybrid.checkpoint (resume=true continues from the last one, RNG states included).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from robo_hybrid import checkpoint as ckpt
+from robo_hybrid.config import BCConfig, Config, to_dataclass, to_yaml
+from robo_hybrid.data import DemoDataset, load_demo_file, split_episodes
+from robo_hybrid.policy import MultimodalPolicy, policy_summary
+
+log = logging.getLogger(__name__)
+EvalFn = Callable[[MultimodalPolicy, int], dict[str, float]]
+"""Evaluation hook: (policy in eval mode, step) -> metrics such as {'success_rate': 0.9}."""
+ENV_KEYS_THAT_CHANGE_THE_SPEC = ("image_size", "camera", "wrist_camera", "control_rate_hz")
+
+
+# ------------------------------------------------------------------------------------------------ maths
+def lr_at(step: int, cfg: BCConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
+
+
+def gaussian_nll(mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of `target` under N(mean, exp(log_std)^2), summed over the last axis -> (B,)."""
+    z = (target - mean) * torch.exp(-log_std)
+    return (0.5 * z.pow(2) + log_std + 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def bc_loss(
+    policy: MultimodalPolicy, batch: dict[str, torch.Tensor], loss_type: str = "mse_nll", chunk_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """BC loss of one batch (see the module docstring) and its parts as floats."""
+    h = policy.encode(batch)  # (B, D)
+    mean, log_std = policy.action_head(h)  # (B, A) each
+    target = policy.normalize_action(batch["action"])  # (B, A)
+    A = target.shape[-1]
+    mse = (mean - target).pow(2).mean()
+    if loss_type == "nll":
+        nll = gaussian_nll(mean, log_std, target).mean() / A
+        loss = nll
+    else:
+        # the std head reads stop-gradient features: its 1/std^2-scaled gradients would otherwise shake the trunk
+        # whenever the mean is already close and the std small, which made BC spiky in tests
+        _, log_std = policy.action_head(h.detach())
+        nll = gaussian_nll(mean.detach(), log_std, target).mean() / A
+        loss = mse + nll
+    metrics = {"mse": mse.item(), "nll": nll.item(), "std": log_std.exp().mean().item()}
+    if policy.chunk_head is not None:
+        chunk = policy.chunk_head(h)  # (B, H, A)
+        chunk_target = policy.normalize_action(batch["action_chunk"])  # (B, H, A)
+        mask = batch["chunk_mask"].to(chunk.dtype)[..., None]  # (B, H, 1)
+        l1 = ((chunk - chunk_target).abs() * mask).sum() / (mask.sum() * A).clamp_min(1.0)
+        loss = loss + chunk_weight * l1
+        metrics["chunk_l1"] = l1.item()
+    metrics["loss"] = loss.item()
+    return loss, metrics
+
+
+def make_optimizer(policy: torch.nn.Module, cfg: BCConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on >= 2-D parameters (matrices, conv kernels, embeddings) only (nanoGPT)."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]))
+
+
+# ------------------------------------------------------------------------------------------------ logging
+class RunLog:
+    """metrics.jsonl (one JSON object per record, `kind` = train / val / eval) + TensorBoard + PNG curves."""
+
+    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool = True) -> None:
+        self.run_dir, self.path = run_dir, run_dir / "metrics.jsonl"
+        self.records: list[dict] = []
+        if self.path.is_file():  # resume: drop what came after the checkpoint we restart from
+            self.records = [r for r in _read_jsonl(self.path) if r["step"] <= start_step]
+            ckpt.atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step if start_step > 0 else None)
+
+    def add(self, kind: str, step: int, metrics: dict[str, float]) -> None:
+        """Append a record and write its scalars to TensorBoard under `<kind>/<name>`."""
+        rec = {"kind": kind, "step": step, **{k: float(v) for k, v in metrics.items()}}
+        self.records.append(rec)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.writer is not None:
+            for k, v in metrics.items():
+                self.writer.add_scalar(f"{kind}/{k}", float(v), step)
+
+    def plot(self) -> None:
+        """Write loss.png (train / val) and, when evaluations exist, success.png; atomically."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        curves = {
+            "loss.png": [("train", "mse", "train MSE"), ("val", "mse", "val MSE"), ("train", "chunk_l1", "chunk L1")],
+            "success.png": [("eval", "success_rate", "success rate")],
+        }
+        for name, series in curves.items():
+            lines = [(lbl, [(r["step"], r[m]) for r in self.records if r["kind"] == k and m in r])
+                     for k, m, lbl in series]
+            lines = [(lbl, pts) for lbl, pts in lines if pts]
+            if not lines:
+                continue
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for lbl, pts in lines:
+                ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) < 30 else None, label=lbl)
+            ax.set_xlabel("gradient step")
+            ax.set_yscale("log" if name == "loss.png" else "linear")
+            ax.set_title(f"{self.run_dir.name}: {name[:-4]}")
+            ax.grid(alpha=0.3)
+            ax.legend()
+            tmp = self.run_dir / f".{name}.tmp"
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            plt.close(fig)
+            tmp.replace(self.run_dir / name)
+
+    def close(self) -> None:
+        """Flush and close TensorBoard."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON-lines file; a line cut short by a kill is skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.numpy().tobytes()).decode()
+
+
+def _unb64(s: str) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(base64.b64decode(s), dtype=np.uint8).copy())
+
+
+# ------------------------------------------------------------------------------------------------ training
+@dataclass
+class BCResult:
+    """What train_bc returns."""
+
+    policy: MultimodalPolicy
+    run_dir: Path
+    checkpoint_dir: Path
+    step: int
+    train: dict[str, float] = field(default_factory=dict)
+    val: dict[str, float] = field(default_factory=dict)
+    eval: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class BCTrainer:
+    """Holds the datasets, policy, optimizer and logs of one BC run; `run()` trains to cfg.algo.steps."""
+
+    def __init__(self, cfg: Config, eval_fn: EvalFn | None = None, demos: Any = None) -> None:
+        self.cfg, self.eval_fn = cfg, eval_fn
+        self.bc: BCConfig = cfg.algo if isinstance(cfg.algo, BCConfig) else BCConfig(**dict(cfg.algo))
+        self.device = torch.device(cfg.device)
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_root = self.run_dir / "checkpoints"
+        resume_dir = self._resume_dir()
+        torch.manual_seed(cfg.seed)
+        demos = demos if demos is not None else load_demo_file(cfg.data, only_success=self.bc.only_successful)
+        self._check_demos(demos)
+        if resume_dir is not None:
+            self.policy = ckpt.policy_from_file(resume_dir / ckpt.MODEL_FILE, self.device)
+            if self.policy.cfg != cfg.policy:
+                log.warning("resume: using the checkpoint's policy config, not the one given now")
+        else:
+            self.policy = MultimodalPolicy(cfg.policy, demos.spec).to(self.device)
+        self._build_datasets(demos)
+        if resume_dir is None:
+            self.policy.fit_normalizers(self.train_set.stats())
+        self.optimizer = make_optimizer(self.policy, self.bc)
+        self.sampler = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.best_success = 0, -1.0
+        if resume_dir is not None:
+            self._restore(resume_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config_yaml = to_yaml(cfg)
+        ckpt.atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
+        ckpt.atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.policy.spec.to_json())
+        self.log = RunLog(self.run_dir, self.step)
+        self.last: dict[str, dict[str, float]] = {"train": {}, "val": {}, "eval": {}}
+        self.saved: tuple[int, Path] | None = None  # (step, dir) of the last checkpoint this process wrote
+
+    def _resume_dir(self) -> Path | None:
+        found = ckpt.find_checkpoint(self.ckpt_root) if self.ckpt_root.is_dir() else None
+        if found is not None and not self.cfg.resume:
+            raise FileExistsError(
+                f"{self.run_dir} already holds checkpoints; pass resume=true to continue it, or set run_dir=<new dir>"
+            )
+        if found is None and self.cfg.resume:
+            log.info("resume=true but %s has no checkpoint: starting from scratch", self.ckpt_root)
+        return found
+
+    def _check_demos(self, demos: Any) -> None:
+        if demos.task != self.cfg.task.name:
+            raise ValueError(f"{self.cfg.data} holds '{demos.task}' demos but task={self.cfg.task.name}; "
+                             "pass the matching data=<file> or task=<name>")
+        want = asdict(self.cfg.task.env)
+        diff = [f"{k}: file {demos.env_config.get(k)!r}, config {want[k]!r}"
+                for k in ENV_KEYS_THAT_CHANGE_THE_SPEC if demos.env_config.get(k, want[k]) != want[k]]
+        if diff:
+            raise ValueError(f"{self.cfg.data} was collected with other env settings ({'; '.join(diff)}); "
+                             "set task.env.<key> to match or collect new demos")
+
+    def _build_datasets(self, demos: Any) -> None:
+        pc = self.policy.cfg
+        train_idx, val_idx = split_episodes(len(demos.episodes), self.bc.val_fraction, self.cfg.seed)
+        keys = self.policy.spec.policy_keys
+        self.train_set = DemoDataset([demos.episodes[i] for i in train_idx], keys, pc.history, pc.chunk_size)
+        self.val_set = (DemoDataset([demos.episodes[i] for i in val_idx], keys, pc.history, pc.chunk_size)
+                        if len(val_idx) else None)
+        log.info("BC data: %d train samples (%d episodes), %d val episodes",
+                 len(self.train_set), self.train_set.num_episodes, len(val_idx))
+
+    # ----- checkpoint state -----
+    def _trainer_state(self) -> dict:
+        return {"torch_rng": _b64(torch.get_rng_state()), "sampler_rng": _b64(self.sampler.get_state()),
+                "best_success": self.best_success, "seed": self.cfg.seed}
+
+    def _restore(self, ckpt_dir: Path) -> None:
+        state = ckpt.read_trainer_state(ckpt_dir)
+        ckpt.load_optimizer(self.optimizer, ckpt_dir / ckpt.OPTIM_FILE)
+        torch.set_rng_state(_unb64(state["torch_rng"]))
+        self.sampler.set_state(_unb64(state["sampler_rng"]))
+        self.step, self.best_success = int(state["step"]), float(state.get("best_success", -1.0))
+        log.info("resumed from %s at step %d", ckpt_dir, self.step)
+
+    def save(self) -> Path:
+        """Checkpoint the current step (weights, optimizer, RNG, config, spec) and refresh the curves."""
+        if self.saved is not None and self.saved[0] == self.step:
+            return self.saved[1]
+        path = ckpt.save_checkpoint(self.ckpt_root, self.step, self.policy, self.optimizer, self.config_yaml,
+                                    self._trainer_state(), keep_last=self.bc.keep_last)
+        self.saved = (self.step, path)
+        self.log.plot()
+        return path
+
+    # ----- loop -----
+    def train_step(self) -> dict[str, float]:
+        """One gradient step on a fresh batch."""
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr_at(self.step, self.bc)
+        idx = torch.randint(len(self.train_set), (self.bc.batch_size,), generator=self.sampler).numpy()
+        batch = {k: v.to(self.device) for k, v in self.train_set.get_batch(idx).items()}
+        self.policy.train()
+        loss, metrics = bc_loss(self.policy, batch, self.bc.loss, self.bc.chunk_loss_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.bc.grad_clip if self.bc.grad_clip > 0 else float("inf")
+        metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
+        self.optimizer.step()
+        self.step += 1
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        return metrics
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean loss parts over (at most val_max_samples evenly spaced) held-out samples, eval mode."""
+        assert self.val_set is not None
+        n = len(self.val_set)
+        idx = np.linspace(0, n - 1, min(n, self.bc.val_max_samples)).round().astype(np.int64)
+        self.policy.eval()
+        sums: dict[str, float] = {}
+        for chunk in np.array_split(idx, max(1, len(idx) // (4 * self.bc.batch_size))):
+            batch = {k: v.to(self.device) for k, v in self.val_set.get_batch(chunk).items()}
+            _, m = bc_loss(self.policy, batch, self.bc.loss, self.bc.chunk_loss_weight)
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v * len(chunk)
+        return {k: v / len(idx) for k, v in sums.items()}
+
+    def evaluate(self) -> dict[str, float]:
+        """Run the hook (own RNG stream, so evaluating never changes the training trajectory); keep the best."""
+        assert self.eval_fn is not None
+        self.policy.eval()
+        with torch.random.fork_rng(devices=[]):
+            metrics = dict(self.eval_fn(self.policy, self.step))
+        self.log.add("eval", self.step, metrics)
+        success = metrics.get("success_rate")
+        if success is not None and success > self.best_success:
+            self.best_success = float(success)
+            path = self.save()
+            ckpt.write_pointer(self.ckpt_root, "best", self.step, path.name, success_rate=self.best_success)
+        return metrics
+
+    def _due(self, every: int) -> bool:
+        return every > 0 and self.step % every == 0
+
+    def run(self) -> BCResult:
+        """Train from the current step to cfg.algo.steps; checkpoint, validate, evaluate on schedule."""
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.bc.steps, initial=self.step, desc="bc", disable=not self.bc.progress_bar)
+        train_s, samples = 0.0, 0  # gradient-step time only (validation, evaluation, checkpoints excluded)
+        try:
+            while self.step < self.bc.steps:
+                t0 = time.perf_counter()
+                metrics = self.train_step()
+                train_s, samples = train_s + time.perf_counter() - t0, samples + self.bc.batch_size
+                bar.update(1)
+                if self._due(self.bc.log_every) or self.step == self.bc.steps:
+                    metrics["samples_per_s"] = samples / max(train_s, 1e-9)
+                    train_s, samples = 0.0, 0
+                    self.log.add("train", self.step, metrics)
+                    self.last["train"] = metrics
+                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", mse=f"{metrics['mse']:.4f}",
+                                    sps=f"{metrics['samples_per_s']:.0f}")
+                if self.val_set is not None and (self._due(self.bc.val_every) or self.step == self.bc.steps):
+                    self.last["val"] = self.validate()
+                    self.log.add("val", self.step, self.last["val"])
+                if self.eval_fn is not None and (self._due(self.bc.eval_every) or self.step == self.bc.steps):
+                    self.last["eval"] = self.evaluate()
+                if self._due(self.bc.ckpt_every) or self.step == self.bc.steps:
+                    self.save()
+        finally:
+            bar.close()
+            self.log.close()
+        final = self.save()  # a no-op when the last step was just saved
+        self.policy.eval()
+        return BCResult(self.policy, self.run_dir, final, self.step, self.last["train"], self.last["val"],
+                        self.last["eval"], policy_summary(self.policy))
+
+
+def train_bc(cfg: Config | DictConfig, eval_fn: EvalFn | None = None, demos: Any = None) -> BCResult:
+    """Behaviour cloning entry point: resolved config (+ optional evaluation hook / in-memory demos) -> result."""
+    return BCTrainer(to_dataclass(cfg), eval_fn=eval_fn, demos=demos).run()

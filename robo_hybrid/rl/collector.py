@@ -1,0 +1,151 @@
+"""One PPO iteration of experience: step the vector env with the actor, compose the reward, fill the storage."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from .ppo import PPO
+from .rollout import EpisodeTracker, HistoryStacker, stack_final_obs, step_outcome
+from .shaping import PotentialShaper, reward_terms, total_reward
+from .storage import RolloutStorage
+
+
+def to_torch(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """numpy obs dict -> tensors on `device` (uint8 images stay uint8)."""
+    return {k: torch.as_tensor(np.asarray(v), device=device) for k, v in obs.items()}
+
+
+class RolloutCollector:
+    """Owns the training vector env's current observations and the actor's history window."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, ppo: PPO, seed: int, shaper: PotentialShaper | None = None,
+                 dense_weights: dict[str, float] | None = None) -> None:
+        self.envs, self.ppo, self.seed, self.shaper = envs, ppo, seed, shaper
+        self.dense_weights = dense_weights or {}
+        self.num_envs = envs.num_envs
+        spec = ppo.actor.spec
+        self.policy_keys, self.privileged_keys = tuple(spec.policy_keys), tuple(spec.privileged_keys)
+        self.stacker = HistoryStacker(ppo.actor.cfg.history, self.policy_keys)
+        self.tracker = EpisodeTracker(self.num_envs)
+        self.privileged: dict[str, np.ndarray] = {}
+        self.started = False
+
+    def start(self) -> None:
+        """Reset every env (seeds seed .. seed + N - 1); later episodes continue each env's RNG stream."""
+        obs, _ = self.envs.reset(seed=self.seed)
+        self.stacker.reset(obs)
+        self.privileged = {k: np.asarray(obs[k]) for k in self.privileged_keys}
+        if self.shaper is not None:
+            self.shaper.reset(obs)
+        self.started = True
+
+    def storage_obs(self) -> dict[str, np.ndarray]:
+        """What the storage keeps per step: the actor's (stacked) policy keys + the current privileged state."""
+        return {**self.stacker.current(), **self.privileged}
+
+    def example_obs(self) -> dict[str, np.ndarray]:
+        """Current storage observation (shapes / dtypes for allocating the storage)."""
+        if not self.started:
+            self.start()
+        return self.storage_obs()
+
+    @torch.no_grad()
+    def collect(self, storage: RolloutStorage) -> dict[str, float]:
+        """Fill `storage` with num_steps vectorized steps, then GAE; returns rollout statistics."""
+        if not self.started:
+            self.start()
+        ppo, dev = self.ppo, self.ppo.device
+        sums: dict[str, float] = {}
+        stds: list[torch.Tensor] = []
+        for _ in range(storage.num_steps):
+            obs_t = to_torch(self.storage_obs(), dev)
+            ppo.critic.update_normalizers(obs_t)
+            out = ppo.act(obs_t)
+            stds.append(out["std"].mean(0).cpu())
+            actions = ppo.actor.clip_action(out["actions"]).cpu().numpy().astype(np.float32)
+            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+            terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+            done = terminated | truncated
+            success, env_terms = step_outcome(info, done)
+            final_idx, final_obs = stack_final_obs(info, done)
+            final_values = self._bootstrap_values(final_idx, final_obs, truncated & ~terminated)
+            shaping = (self.shaper.step(next_obs, terminated, truncated, final_idx, final_obs)
+                       if self.shaper is not None else None)
+            intrinsic = self._intrinsic(next_obs, final_idx, final_obs)
+            terms = reward_terms(np.asarray(reward), shaping, intrinsic)
+            total = total_reward(terms, {"intrinsic": ppo.cfg.rnd.coef})
+            storage.add(obs_t, out["actions"], out["log_probs"], out["values"],
+                        torch.as_tensor(total, dtype=torch.float32, device=dev),
+                        torch.as_tensor(terminated, dtype=torch.float32, device=dev),
+                        torch.as_tensor(truncated, dtype=torch.float32, device=dev),
+                        final_values.to(dev),
+                        (out["bc_mean"], out["bc_log_std"]) if "bc_mean" in out else None)
+            self.tracker.step(np.asarray(reward, np.float64), done, success)
+            self.stacker.push(next_obs, done)
+            self.privileged = {k: np.asarray(next_obs[k]) for k in self.privileged_keys}
+            for name, v in terms.items():
+                sums[f"reward/{name}"] = sums.get(f"reward/{name}", 0.0) + float(v.mean())
+            for name, v in env_terms.items():
+                sums[f"reward_terms/{name}"] = sums.get(f"reward_terms/{name}", 0.0) + float(v.mean())
+                if name in self.dense_weights:
+                    key = f"reward_weighted/{name}"
+                    sums[key] = sums.get(key, 0.0) + self.dense_weights[name] * float(v.mean())
+        last_values = ppo.value(to_torch(self.storage_obs(), dev))
+        storage.compute_returns(last_values, ppo.cfg.gamma, ppo.cfg.gae_lambda)
+        stats = {k: v / storage.num_steps for k, v in sums.items()}
+        stats.update(self.tracker.pop())
+        std = torch.stack(stds).mean(0)
+        stats["policy/rollout_std"] = float(std.mean())
+        stats.update({f"policy/rollout_std_{i}": float(s) for i, s in enumerate(std)})
+        stats["value/mean"] = float(storage.values.mean())
+        stats["value/return_mean"] = float(storage.returns.mean())
+        stats["value/explained_variance"] = explained_variance(storage.values, storage.returns)
+        return stats
+
+    def _bootstrap_values(self, final_idx: np.ndarray, final_obs: dict[str, np.ndarray],
+                          bootstrap: np.ndarray) -> torch.Tensor:
+        """V(final observation) for the envs whose episode was truncated (time limit), 0 elsewhere."""
+        values = torch.zeros(self.num_envs)
+        sel = bootstrap[final_idx] if len(final_idx) else np.zeros(0, bool)
+        if sel.any():
+            rows = {k: v[sel] for k, v in final_obs.items() if k in self.ppo.critic.input_keys}
+            values[final_idx[sel]] = self.ppo.value(to_torch(rows, self.ppo.device)).cpu()
+        return values
+
+    def _intrinsic(self, next_obs: dict[str, np.ndarray], final_idx: np.ndarray,
+                   final_obs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """RND bonus of the state each env reached (its final observation where the episode ended)."""
+        rnd = self.ppo.rnd
+        if rnd is None:
+            return None
+        reached = {k: np.array(next_obs[k], copy=True) for k in rnd.keys}
+        for k in rnd.keys:
+            if len(final_idx):
+                reached[k][final_idx] = final_obs[k]
+        return rnd.bonus(to_torch(reached, self.ppo.device)).cpu().numpy()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var[R - V] / Var[R]: 1 = perfect value function, <= 0 = no better than a constant."""
+    var = returns.var()
+    return float("nan") if var < 1e-12 else float(1.0 - (returns - values).var() / var)
+
+
+def random_action_stats(envs: gym.vector.VectorEnv, keys: tuple[str, ...], steps: int,
+                        seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Mean / std of vector observations under uniform random actions (normalizers of a policy trained from scratch)."""
+    obs, _ = envs.reset(seed=seed)
+    rows: dict[str, list[np.ndarray]] = {k: [np.asarray(obs[k])] for k in keys}
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        a = rng.uniform(-1, 1, (envs.num_envs, *(envs.single_action_space.shape or ()))).astype(np.float32)
+        obs, *_ = envs.step(a)
+        for k in keys:
+            rows[k].append(np.asarray(obs[k]))
+    out = {}
+    for k, v in rows.items():
+        x = np.concatenate(v).reshape(-1, np.asarray(v[0]).shape[-1]).astype(np.float64)
+        out[k] = (x.mean(0), x.std(0))
+    return out

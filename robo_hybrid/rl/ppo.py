@@ -1,0 +1,250 @@
+"""Clipped PPO (Schulman et al. 2017) for the multimodal policy with an asymmetric transformer critic.
+
+Loss pieces are small functions (tested on tiny tensors); `PPO` owns the actor, the critic, the frozen BC
+reference, the optimizers and the value normalizer, and turns a filled `RolloutStorage` into updates.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn as nn
+from torch.distributions import Independent
+
+from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy, PolicyOutput
+
+from .config import PPOConfig, linear_schedule
+from .critic import TransformerCritic
+from .rnd import RND
+from .storage import RolloutStorage, RunningMeanStd
+
+
+# ----------------------------------------------------------------------------------------------- loss pieces
+def clipped_surrogate_loss(
+    log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor, clip_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO-clip policy loss and the fraction of samples whose ratio was clipped."""
+    # probability ratio: r = pi(a|s) / pi_old(a|s) = exp(log pi - log pi_old)
+    ratio = torch.exp(log_probs - old_log_probs)
+    # surrogate: L = -E[ min(r * A, clip(r, 1 - eps, 1 + eps) * A) ]  (pessimistic bound on the improvement)
+    surrogate = ratio * advantages
+    surrogate_clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    loss = -torch.min(surrogate, surrogate_clipped).mean()
+    clip_frac = ((ratio - 1.0).abs() > clip_coef).float().mean()
+    return loss, clip_frac
+
+
+def clipped_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_coef: float
+) -> torch.Tensor:
+    """Value loss 0.5 * max((V - R)^2, (V_clip - R)^2), V_clip = V_old + clip(V - V_old, -eps, eps); eps=0: MSE."""
+    loss = (values - returns).pow(2)
+    if clip_coef > 0:
+        # the value may move at most eps away from its rollout estimate per update (as the policy ratio)
+        values_clipped = old_values + torch.clamp(values - old_values, -clip_coef, clip_coef)
+        loss = torch.max(loss, (values_clipped - returns).pow(2))
+    return 0.5 * loss.mean()
+
+
+def approx_kl(log_probs: torch.Tensor, old_log_probs: torch.Tensor) -> torch.Tensor:
+    """Estimate of KL(pi_old || pi) from samples of pi_old: E[(r - 1) - log r] (Schulman's k3: >= 0, unbiased)."""
+    log_ratio = log_probs - old_log_probs
+    return ((torch.exp(log_ratio) - 1.0) - log_ratio).mean()
+
+
+def gaussian_kl(mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Tensor,
+                log_std_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) of diagonal Gaussians, summed over the last axis: (B, A) -> (B,)."""
+    # per dim: log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2
+    var_p, var_q = (2 * log_std_p).exp(), (2 * log_std_q).exp()
+    kl = log_std_q - log_std_p + (var_p + (mean_p - mean_q).pow(2)) / (2 * var_q) - 0.5
+    return kl.sum(-1)
+
+
+def actor_inputs(obs: dict[str, torch.Tensor], policy: MultimodalPolicy) -> dict[str, torch.Tensor]:
+    """Only the deployable inputs: the spec's policy keys (+ the history mask); never privileged state."""
+    keys = tuple(policy.spec.policy_keys) + ((HISTORY_MASK_KEY,) if policy.cfg.history > 1 else ())
+    return {k: obs[k] for k in keys if k in obs}
+
+
+# ----------------------------------------------------------------------------------------------- algorithm
+class PPO:
+    """Actor-critic PPO with BC regularization, critic warm-up, entropy schedule, std bounds and optional RND."""
+
+    def __init__(self, actor: MultimodalPolicy, critic: TransformerCritic, cfg: PPOConfig,
+                 bc_policy: MultimodalPolicy | None = None, rnd: RND | None = None,
+                 demo_batches: Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None) -> None:
+        self.cfg, self.device = cfg, torch.device(cfg.device)
+        self.actor, self.critic, self.rnd = actor.to(self.device), critic.to(self.device), rnd
+        # frozen copy of the pretrained policy: the anchor of the KL regularizer
+        if bc_policy is None and cfg.bc_reg == "kl":
+            bc_policy = copy.deepcopy(actor)
+        self.bc_policy = bc_policy.to(self.device).eval().requires_grad_(False) if bc_policy is not None else None
+        if cfg.bc_reg == "bc_nll" and demo_batches is None:
+            raise ValueError("algo.bc_reg=bc_nll needs demonstrations: pass data=<demo file> (or use bc_reg=kl)")
+        self.demo_batches = demo_batches
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_learning_rate, eps=1e-5)
+        self.value_rms = RunningMeanStd((), std_floor=cfg.value_norm_std_floor).to(self.device)
+        self.log_std_bounds = (math.log(cfg.std_min), math.log(cfg.std_max))
+
+    # ----- schedules -----
+    def entropy_coef(self, it: int) -> float:
+        """Entropy-bonus weight at iteration `it` (linear anneal)."""
+        return linear_schedule(self.cfg.entropy_coef, self.cfg.entropy_coef_final, self.cfg.entropy_anneal_iters, it)
+
+    def bc_reg_coef(self, it: int) -> float:
+        """BC-regularizer weight at iteration `it` (linear anneal); 0 when bc_reg='none'."""
+        if self.cfg.bc_reg == "none":
+            return 0.0
+        return linear_schedule(self.cfg.bc_reg_coef, self.cfg.bc_reg_coef_final, self.cfg.bc_reg_anneal_iters, it)
+
+    def actor_frozen(self, it: int) -> bool:
+        """True during the critic warm-up."""
+        return it < self.cfg.critic_warmup_iters
+
+    # ----- acting -----
+    def policy_output(self, obs: dict[str, torch.Tensor]) -> PolicyOutput:
+        """Actor head outputs with the log-std bounded to [log std_min, log std_max] (normalized action units)."""
+        out = self.actor(actor_inputs(obs, self.actor))
+        return out._replace(log_std=out.log_std.clamp(*self.log_std_bounds))
+
+    def dist(self, out: PolicyOutput) -> Independent:
+        """Action distribution in actuator units (unclipped)."""
+        return self.actor.dist_from_output(out)
+
+    def value(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """V(s) (B,) in return units (un-normalized)."""
+        v = self.critic(obs)
+        return self.value_rms.unnormalize(v) if self.cfg.value_normalization else v
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sample actions for a rollout step: actions (unclipped), log_probs, values, BC head outputs, std."""
+        self.actor.eval()
+        out = self.policy_output(obs)
+        d = self.dist(out)
+        actions = d.sample()
+        res = {"actions": actions, "log_probs": d.log_prob(actions), "values": self.value(obs),
+               "std": out.log_std.exp()}
+        if self.bc_policy is not None:
+            bc = self.bc_policy(actor_inputs(obs, self.bc_policy))
+            res["bc_mean"], res["bc_log_std"] = bc.mean, bc.log_std.clamp(*self.log_std_bounds)
+        return res
+
+    # ----- learning -----
+    def update(self, storage: RolloutStorage, it: int) -> dict[str, float]:
+        """PPO epochs over one batch; returns mean losses and diagnostics."""
+        cfg = self.cfg
+        if cfg.value_normalization:
+            self.value_rms.update(storage.returns)
+        storage.value_preds = self._value_predictions(storage)
+        frozen, ent_coef, reg_coef = self.actor_frozen(it), self.entropy_coef(it), self.bc_reg_coef(it)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        actor_updates, early_stop = 0, False
+        self.actor.train(cfg.augment)
+        for batch in storage.minibatches(cfg.num_minibatches, cfg.num_epochs):
+            obs = batch["obs"]
+            assert isinstance(obs, dict)
+            stats: dict[str, float] = {}
+            if not (frozen or early_stop):
+                stats = self._actor_step(batch, obs, ent_coef, reg_coef)
+                # target-KL early stop ends the actor's epochs only; the critic keeps fitting the returns
+                early_stop = bool(stats.pop("stop", 0.0))
+                actor_updates += 0 if early_stop else 1
+            stats.update(self._critic_step(batch, obs))
+            if self.rnd is not None:
+                stats["rnd_loss"] = self.rnd.update(obs)
+            for k, v in stats.items():
+                sums[k], counts[k] = sums.get(k, 0.0) + float(v), counts.get(k, 0) + 1
+        self.actor.eval()
+        out = {k: v / counts[k] for k, v in sums.items()}
+        out.update(entropy_coef=ent_coef, bc_reg_coef=reg_coef, actor_frozen=float(frozen),
+                   early_stop=float(early_stop), actor_updates=float(actor_updates),
+                   value_rms_std=float(self.value_rms.std))
+        return out
+
+    @torch.no_grad()
+    def _value_predictions(self, storage: RolloutStorage) -> torch.Tensor:
+        """The critic's outputs (T, N) on the batch at the start of the update, in its own (normalized) units.
+
+        Value clipping is centred on these rather than on the rollout values: once the return statistics have
+        moved, normalized rollout values can sit far from what the critic outputs, and clipping around them would
+        zero the critic's gradient (it then never learns more than the mean)."""
+        T, N = storage.num_steps, storage.num_envs
+        obs = {k: v.reshape(T * N, *v.shape[2:]) for k, v in storage.obs.items()}  # (T*N, ...)
+        size = max(1, self.cfg.minibatch_size)
+        preds = [self.critic({k: v[i:i + size] for k, v in obs.items()}) for i in range(0, T * N, size)]
+        return torch.cat(preds).view(T, N)
+
+    def _critic_step(self, batch: dict, obs: dict[str, torch.Tensor]) -> dict[str, float]:
+        returns, old_values = batch["returns"], batch["value_preds"]
+        if self.cfg.value_normalization:
+            # the critic learns standardized returns (running statistics of the lambda-returns)
+            returns = self.value_rms.normalize(returns)
+        values = self.critic(obs)
+        value_loss = clipped_value_loss(values, old_values, returns, self.cfg.value_clip_coef)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        (self.cfg.value_loss_coef * value_loss).backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.max_grad_norm)
+        self.critic_optimizer.step()
+        return {"value_loss": value_loss.item(), "critic_grad_norm": float(grad_norm)}
+
+    def _actor_step(self, batch: dict, obs: dict[str, torch.Tensor], ent_coef: float,
+                    reg_coef: float) -> dict[str, float]:
+        cfg = self.cfg
+        out = self.policy_output(obs)
+        d = self.dist(out)
+        log_probs, entropy = d.log_prob(batch["actions"]), d.entropy()
+        kl = approx_kl(log_probs, batch["log_probs"])
+        if cfg.target_kl > 0 and kl.item() > 1.5 * cfg.target_kl:
+            # trust region left: stop this iteration's epochs before the step that would overshoot
+            return {"stop": 1.0, "approx_kl": kl.item()}
+        adv = batch["advantages"]
+        if cfg.normalize_advantages and adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        policy_loss, clip_frac = clipped_surrogate_loss(log_probs, batch["log_probs"], adv, cfg.clip_coef)
+        # entropy bonus: maximise H[pi(.|s)] -> minimise -c_H * H
+        loss = policy_loss - ent_coef * entropy.mean()
+        reg = self._bc_regularizer(batch, out)
+        loss = loss + reg_coef * reg
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+        self.actor_optimizer.step()
+        return {"policy_loss": policy_loss.item(), "entropy": entropy.mean().item(), "approx_kl": kl.item(),
+                "clip_frac": clip_frac.item(), "bc_reg": reg.item(), "actor_grad_norm": float(grad_norm),
+                "std": out.log_std.exp().mean().item()}
+
+    def _bc_regularizer(self, batch: dict, out: PolicyOutput) -> torch.Tensor:
+        """KL(pi || pi_BC) on the rollout states, or the NLL of demo actions; 0 when switched off."""
+        if self.cfg.bc_reg == "kl":
+            # analytic KL between the current and the frozen pretrained Gaussian (normalized action units)
+            return gaussian_kl(out.mean, out.log_std, batch["bc_mean"], batch["bc_log_std"]).mean()
+        if self.cfg.bc_reg == "bc_nll":
+            assert self.demo_batches is not None
+            demo_obs, demo_actions = next(self.demo_batches)
+            # behaviour cloning term: -E_demo[log pi(a_demo | s_demo)]
+            return -self.dist(self.policy_output(demo_obs)).log_prob(demo_actions).mean()
+        return torch.zeros((), device=self.device)
+
+    # ----- state for resume -----
+    def modules(self) -> dict[str, nn.Module]:
+        """Named modules whose state a resumable checkpoint must hold."""
+        mods: dict[str, nn.Module] = {"critic": self.critic, "value_rms": self.value_rms}
+        if self.rnd is not None:
+            mods["rnd"] = self.rnd
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimizers (RND's included)."""
+        opts: dict[str, torch.optim.Optimizer] = {"actor_optimizer": self.actor_optimizer,
+                                                  "critic_optimizer": self.critic_optimizer}
+        if self.rnd is not None:
+            opts["rnd_optimizer"] = self.rnd.optimizer
+        return opts
+

@@ -1,0 +1,301 @@
+"""PPO fine-tuning entry point: `train_ppo(cfg)` with the Hydra root config (algo=ppo), or `PPOTrainer` directly.
+
+    python -m robo_hybrid.rl.train task=pickplace checkpoint=runs/pickplace_bc_default_s0 algo.time_budget_s=1800
+
+The actor starts from a BC checkpoint (`checkpoint=`) or from scratch (`checkpoint=` empty: policy.* config).
+Writes into run_dir: checkpoints/ (the BC format: `robo-hybrid eval` / `export` read them), ppo_state/ (critic,
+optimizers, ... for resume=true), metrics.jsonl, tb/, the learning-curve PNGs, reward_model.safetensors.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from robo_hybrid import checkpoint as ckpt
+from robo_hybrid.envs import EnvConfig, make_env
+from robo_hybrid.envs.rewards import DENSE_WEIGHTS
+from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
+
+from .collector import RolloutCollector, random_action_stats
+from .config import PPOConfig
+from .critic import TransformerCritic
+from .evaluate import evaluate_policy
+from .plots import plot_learning_curves
+from .ppo import PPO
+from .rnd import RND
+from .rollout import make_vector_env
+from .setup import build_reward_model, demo_batches
+from .shaping import PotentialShaper
+from .state import REWARD_MODEL_FILE, load_ppo_state, prune_ppo_state, save_ppo_state, state_dir
+from .storage import RolloutStorage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PPOResult:
+    """What a PPO run returns: the fine-tuned policy and its held-out figures (eval at start, best, final)."""
+
+    policy: MultimodalPolicy
+    run_dir: Path
+    checkpoint_dir: Path
+    iterations: int
+    env_steps: int
+    wall_s: float
+    initial_eval: dict[str, float] = field(default_factory=dict)
+    final_eval: dict[str, float] = field(default_factory=dict)
+    best_eval: dict[str, float] = field(default_factory=dict)
+    min_success: float = float("nan")
+    """Lowest held-out success seen during the run (the 'no collapse below BC' check)."""
+
+
+class PPOTrainer:
+    """Builds envs, actor, critic, reward shaping and logs for one run; `run()` trains to the budget."""
+
+    def __init__(self, cfg: PPOConfig, task: str, env_cfg: EnvConfig, run_dir: str | Path,
+                 policy_cfg: PolicyConfig | None = None, init_checkpoint: str = "", demos_path: str = "",
+                 seed: int = 0, resume: bool = False, config_yaml: str = "") -> None:
+        self.cfg, self.task, self.seed, self.config_yaml = cfg, task, seed, config_yaml
+        self.run_dir, self.demos_path = Path(run_dir), demos_path
+        self.ckpt_root = self.run_dir / "checkpoints"
+        torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(seed)
+        self.device = torch.device(cfg.device)
+        # the env's own reward is sparse for 'learned' (shaping is added here) and 'sparse'
+        self.env_cfg = replace(env_cfg, reward="dense" if cfg.reward == "dense" else "sparse")
+        probe = make_env(task, cfg=replace(self.env_cfg, render=False))
+        self.spec = probe.unwrapped.io_spec
+        probe.close()
+        resume_dir = self._resume_dir(resume)
+        resumed_state = ckpt.read_trainer_state(resume_dir) if resume_dir is not None else {}
+        self.envs = make_vector_env(task, self.env_cfg, cfg.num_envs, cfg.vector_env, cfg.start_method)
+        self.eval_envs = make_vector_env(task, self.env_cfg, cfg.eval_num_envs or cfg.num_envs, cfg.vector_env,
+                                         cfg.start_method, autoreset="disabled")
+        try:
+            self._build(resume_dir, resumed_state, init_checkpoint, policy_cfg)
+        except BaseException:
+            self.envs.close()  # no orphaned worker processes when the setup fails
+            self.eval_envs.close()
+            raise
+
+    def _build(self, resume_dir: Path | None, resumed_state: dict, init_checkpoint: str,
+               policy_cfg: PolicyConfig | None) -> None:
+        """Everything after the envs: actor, critic, RND, PPO, reward shaping, storage, logs."""
+        cfg, task, seed, demos_path = self.cfg, self.task, self.seed, self.demos_path
+        self.from_scratch = bool(resumed_state.get("from_scratch", not init_checkpoint))
+        self.policy = self._build_policy(resume_dir, init_checkpoint, policy_cfg)
+        self.critic = TransformerCritic(cfg.critic, self.spec)
+        dims = {k: int(np.prod(self.spec.obs(k).shape)) for k in (*self.spec.policy_keys, *self.spec.privileged_keys)
+                if k not in self.spec.image_keys}
+        self.rnd = RND(cfg.rnd, dims, self.device) if cfg.rnd.coef > 0 else None
+        if self.from_scratch and cfg.bc_reg == "kl":
+            log.warning("bc_reg=kl needs a pretrained policy to stay close to; training from scratch: regularizer off")
+            cfg = self.cfg = replace(cfg, bc_reg="none")
+        demos = demo_batches(demos_path, self.policy, cfg.minibatch_size, seed) if cfg.bc_reg == "bc_nll" else None
+        bc_anchor = copy.deepcopy(self.policy) if cfg.bc_reg == "kl" else None
+        self.ppo = PPO(self.policy, self.critic, cfg, bc_policy=bc_anchor, rnd=self.rnd, demo_batches=demos)
+        self.it, self.env_steps, self.elapsed_s, self.best_success = 0, 0, 0.0, -1.0
+        self.min_success, self.initial_eval, self.last_eval = float("nan"), {}, {}
+        self._saved: tuple[int, Path] | None = None
+        if resume_dir is not None:
+            self._restore(resume_dir)
+        self.reward_model_path: Path | None = None
+        t0 = time.perf_counter()
+        shaper = self._build_shaper(resume_dir)
+        if resume_dir is None:
+            self.elapsed_s += time.perf_counter() - t0  # reward-model pre-training is part of the method's budget
+        dense = DENSE_WEIGHTS.get(task.removeprefix("fetch_"), {}) if cfg.reward == "dense" else {}
+        train_seed = seed + cfg.train_seed_offset + self.it * cfg.num_envs  # new episodes after a resume
+        self.collector = RolloutCollector(self.envs, self.ppo, train_seed, shaper, dense)
+        self.storage = RolloutStorage(cfg.num_steps, cfg.num_envs, self.collector.example_obs(),
+                                      self.policy.action_dim, self.device)
+        from robo_hybrid.bc import RunLog  # noqa: PLC0415  (metrics.jsonl + TensorBoard, shared with BC)
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.config_yaml:
+            ckpt.atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
+        ckpt.atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.spec.to_json())
+        self.log = RunLog(self.run_dir, self.it)
+
+    # ----- construction -----
+    def _resume_dir(self, resume: bool) -> Path | None:
+        found = ckpt.find_checkpoint(self.ckpt_root) if self.ckpt_root.is_dir() else None
+        if found is not None and not resume:
+            raise FileExistsError(f"{self.run_dir} already holds checkpoints; pass resume=true to continue it, "
+                                  "or set run_dir=<new dir>")
+        if found is not None and not state_dir(self.run_dir, int(ckpt.read_trainer_state(found)["step"])).is_dir():
+            raise ckpt.CheckpointError(f"{found} has no PPO state beside it (not a PPO run?); use a new run_dir")
+        return found
+
+    def _build_policy(self, resume_dir: Path | None, init_checkpoint: str,
+                      policy_cfg: PolicyConfig | None) -> MultimodalPolicy:
+        if resume_dir is not None:
+            policy = ckpt.policy_from_file(resume_dir / ckpt.MODEL_FILE, self.device)
+        elif init_checkpoint:
+            policy = ckpt.load_policy(init_checkpoint, expect_spec=self.spec, device=self.device)[0]
+            log.info("actor initialised from %s", init_checkpoint)
+        else:
+            policy = MultimodalPolicy(policy_cfg or PolicyConfig(), self.spec).to(self.device)
+            # normalizers of a scratch policy: observation statistics under random actions, actions as they are
+            stats = random_action_stats(self.envs, policy.vector_keys, 2 * self.cfg.num_steps, self.seed)
+            stats["action"] = (np.zeros(policy.action_dim), np.ones(policy.action_dim))
+            policy.fit_normalizers(stats)
+        policy.spec.require_compatible(self.spec, what="env")
+        return policy.eval()
+
+    def _build_shaper(self, resume_dir: Path | None) -> PotentialShaper | None:
+        if self.cfg.reward != "learned":
+            return None
+        saved = state_dir(self.run_dir, self.it) / REWARD_MODEL_FILE if resume_dir is not None else None
+        model, self.reward_model_path = build_reward_model(
+            self.cfg, self.spec, self.policy, self.eval_envs, self.demos_path, self.run_dir, self.seed,
+            saved if saved is not None and saved.is_file() else None)
+        return PotentialShaper(model.to(self.device), self.cfg.gamma, self.device)
+
+    # ----- checkpoints -----
+    def _trainer_state(self) -> dict[str, Any]:
+        return {"iteration": self.it, "env_steps": self.env_steps, "elapsed_s": self.elapsed_s,
+                "best_success": self.best_success, "min_success": self.min_success,
+                "initial_eval": self.initial_eval, "seed": self.seed, "algo": "ppo", "from_scratch": self.from_scratch,
+                "torch_rng": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+
+    def _restore(self, ckpt_dir: Path) -> None:
+        state = ckpt.read_trainer_state(ckpt_dir)
+        self.it, self.env_steps = int(state["step"]), int(state["env_steps"])
+        self.elapsed_s, self.best_success = float(state["elapsed_s"]), float(state["best_success"])
+        self.min_success, self.initial_eval = float(state["min_success"]), dict(state["initial_eval"])
+        rng = np.frombuffer(base64.b64decode(state["torch_rng"]), dtype=np.uint8).copy()
+        torch.set_rng_state(torch.from_numpy(rng))
+        load_ppo_state(state_dir(self.run_dir, self.it), self.ppo.modules(), self.ppo.optimizers(), self.ppo.bc_policy)
+        log.info("resumed PPO from %s at iteration %d", ckpt_dir, self.it)
+
+    def save(self) -> Path:
+        """PPO state first, then the policy checkpoint (which moves latest.json); prune both together."""
+        if self._saved is not None and self._saved[0] == self.it:
+            return self._saved[1]
+        bc = self.ppo.bc_policy
+        save_ppo_state(self.run_dir, self.it, self.ppo.modules(), self.ppo.optimizers(), bc, self.reward_model_path)
+        path = ckpt.save_checkpoint(self.ckpt_root, self.it, self.policy, self.ppo.actor_optimizer,
+                                    self.config_yaml, self._trainer_state(), keep_last=3)
+        prune_ppo_state(self.run_dir)
+        self._saved = (self.it, path)
+        return path
+
+    # ----- loop -----
+    def evaluate(self) -> dict[str, float]:
+        """Held-out success of the deterministic actor on seeds eval_seed_offset + i; tracks best / min."""
+        with torch.random.fork_rng(devices=[]):
+            res = evaluate_policy(self.policy, self.eval_envs, self.cfg.eval_episodes, self.cfg.eval_seed_offset,
+                                  self.device).as_dict()
+        res.update(env_steps=self.env_steps, wall_s=self.elapsed_s)
+        self.log.add("eval", self.it, res)
+        s = res["success_rate"]
+        self.min_success = s if self.min_success != self.min_success else min(self.min_success, s)
+        if s > self.best_success:
+            self.best_success = s
+            path = self.save()
+            ckpt.write_pointer(self.ckpt_root, "best", self.it, path.name, success_rate=s)
+        self.last_eval = res
+        return res
+
+    def iteration(self) -> dict[str, float]:
+        """Collect one batch, update, log; returns the logged metrics."""
+        t0 = time.perf_counter()
+        metrics = self.collector.collect(self.storage)
+        t1 = time.perf_counter()
+        metrics.update(self.ppo.update(self.storage, self.it))
+        self.storage.clear()
+        t2 = time.perf_counter()
+        self.it += 1
+        self.env_steps += self.cfg.batch_size
+        self.elapsed_s += t2 - t0
+        metrics.update(env_steps=self.env_steps, wall_s=self.elapsed_s, rollout_s=t1 - t0, update_s=t2 - t1,
+                       fps=self.cfg.batch_size / max(t2 - t0, 1e-9))
+        self.log.add("train", self.it, metrics)
+        return metrics
+
+    def run(self) -> PPOResult:
+        """Train until cfg.iterations or the wall-clock budget; evaluate and checkpoint on schedule and at the end."""
+        from tqdm import tqdm  # noqa: PLC0415
+
+        cfg = self.cfg
+        bar = tqdm(total=cfg.iterations, initial=self.it, desc=f"ppo {self.task}", disable=not cfg.progress)
+        try:
+            if self.it == 0:
+                self.initial_eval = self.evaluate()
+            while self.it < cfg.iterations:
+                if cfg.time_budget_s > 0 and self.elapsed_s >= cfg.time_budget_s:
+                    log.info("time budget of %.0f s reached at iteration %d", cfg.time_budget_s, self.it)
+                    break
+                m = self.iteration()
+                bar.update(1)
+                bar.set_postfix(success=f"{m.get('success_rate', float('nan')):.2f}", kl=f"{m.get('approx_kl', 0):.3f}",
+                                fps=f"{m['fps']:.0f}", eval=f"{self.last_eval.get('success_rate', float('nan')):.2f}")
+                if cfg.eval_every and self.it % cfg.eval_every == 0:
+                    self.evaluate()
+                if self.it % cfg.checkpoint_every == 0:
+                    self.save()
+            if self.last_eval.get("env_steps") != self.env_steps:
+                self.evaluate()
+            final = self.save()
+            plot_learning_curves(self.log.records, self.run_dir, title=f"{self.task} PPO ({cfg.reward})")
+        finally:
+            bar.close()
+            self.close()
+        best = {"success_rate": self.best_success}
+        return PPOResult(self.policy, self.run_dir, final, self.it, self.env_steps, self.elapsed_s,
+                         self.initial_eval, self.last_eval, best, self.min_success)
+
+    def close(self) -> None:
+        """Close the worker processes and the logs (idempotent)."""
+        for envs in (self.envs, self.eval_envs):
+            envs.close()
+        self.log.close()
+
+
+def train_ppo(cfg: Any) -> PPOResult:
+    """Entry point: the composed Hydra root config (algo=ppo) -> dataclasses once -> PPOTrainer.run()."""
+    from robo_hybrid.config import to_dataclass, to_yaml  # noqa: PLC0415
+
+    root = to_dataclass(cfg) if isinstance(cfg, DictConfig) else cfg
+    ppo_cfg = root.algo if isinstance(root.algo, PPOConfig) else PPOConfig(**dict(root.algo))
+    if ppo_cfg.device == "cpu" and root.device != "cpu":
+        ppo_cfg = replace(ppo_cfg, device=root.device)
+    env_cfg = root.task.env if isinstance(root.task.env, EnvConfig) else EnvConfig(**asdict(root.task.env))
+    trainer = PPOTrainer(ppo_cfg, root.task.name, env_cfg, root.run_dir, policy_cfg=root.policy,
+                         init_checkpoint=root.checkpoint, demos_path=root.data, seed=root.seed,
+                         resume=root.resume, config_yaml=to_yaml(root))
+    return trainer.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m robo_hybrid.rl.train [hydra overrides]` (algo=ppo is implied)."""
+    import sys  # noqa: PLC0415
+
+    from robo_hybrid.config import compose_config  # noqa: PLC0415
+
+    from .config import register  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = list(sys.argv[1:] if argv is None else argv)
+    register()
+    cfg = compose_config(["algo=ppo", *[a for a in args if not a.startswith("algo=")]])
+    res = train_ppo(cfg)
+    print(f"PPO {res.iterations} iterations, {res.env_steps} env steps, {res.wall_s:.0f} s: held-out success "
+          f"{res.initial_eval.get('success_rate', float('nan')):.1%} -> {res.final_eval.get('success_rate'):.1%} "
+          f"(best {res.best_eval['success_rate']:.1%}, min {res.min_success:.1%}); checkpoint {res.checkpoint_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

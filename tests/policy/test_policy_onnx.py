@@ -1,0 +1,36 @@
+"""as_onnx(): raw sensors -> clipped actions (+ chunk), history mask as an input, parity with onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from conftest import random_obs, tiny_cfg
+
+from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy
+
+
+def test_as_onnx_with_history_chunk_and_wrist_camera(spec32_wrist, tmp_path):
+    policy = MultimodalPolicy(tiny_cfg(history=2, chunk_size=3), spec32_wrist)
+    policy.action_normalizer.set_stats(np.full(4, 0.2), np.full(4, 3.0))  # wide std: outputs hit the clip
+    policy.train()  # the wrapper must still run in eval mode (no augmentation in the graph)
+    wrapper = policy.as_onnx()
+    assert wrapper.input_names == ("image", "image_wrist", "proprio", "goal", HISTORY_MASK_KEY)
+    assert wrapper.output_names == ("action", "action_chunk")
+    path = tmp_path / "p.onnx"
+    names = list(wrapper.input_names) + list(wrapper.output_names)
+    torch.onnx.export(wrapper, wrapper.example_inputs(2), str(path), input_names=list(wrapper.input_names),
+                      output_names=list(wrapper.output_names), dynamic_axes={n: {0: "batch"} for n in names},
+                      dynamo=False)
+    obs = random_obs(spec32_wrist, 3, history=2, seed=1)
+    obs[HISTORY_MASK_KEY] = torch.tensor([[True, True], [False, True], [True, True]])
+    feeds = {n: obs[n].numpy() for n in wrapper.input_names}
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    action, chunk = sess.run(None, feeds)
+    ref_action, ref_chunk = wrapper(*[obs[n] for n in wrapper.input_names])
+    np.testing.assert_allclose(action, ref_action.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(chunk, ref_chunk.detach().numpy(), atol=1e-5)
+    assert action.shape == (3, 4) and chunk.shape == (3, 3, 4)
+    assert np.abs(action).max() <= 1.0 and np.abs(chunk).max() <= 1.0
+    policy.eval()
+    np.testing.assert_allclose(action, policy.act(obs).numpy(), atol=1e-5)

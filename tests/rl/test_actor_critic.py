@@ -1,0 +1,158 @@
+"""Asymmetric actor-critic: the actor reads only deployable inputs; critic tokens; warm-up; target-KL stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robo_hybrid.envs import EnvConfig, make_env
+from robo_hybrid.policy import MultimodalPolicy
+from robo_hybrid.rl.collector import RolloutCollector, to_torch
+from robo_hybrid.rl.config import CriticConfig, PPOConfig
+from robo_hybrid.rl.critic import TransformerCritic
+from robo_hybrid.rl.ppo import PPO
+from robo_hybrid.rl.rollout import make_vector_env
+from robo_hybrid.rl.storage import RolloutStorage
+
+ENV = EnvConfig(image_size=32, episode_steps=6)
+CRITIC = CriticConfig(d_model=32, n_heads=2, n_layers=1, conv_channels=[8, 16])
+
+
+def _setup(tiny_policy_cfg, **ppo_kw):
+    torch.manual_seed(0)
+    cfg = PPOConfig(num_envs=2, num_steps=8, num_minibatches=2, num_epochs=2, vector_env="sync", critic=CRITIC,
+                    **ppo_kw)
+    envs = make_vector_env("push", ENV, 2, "sync")
+    spec = make_env("push", EnvConfig(image_size=32, render=False)).unwrapped.io_spec
+    policy = MultimodalPolicy(tiny_policy_cfg, spec).eval()
+    ppo = PPO(policy, TransformerCritic(CRITIC, spec), cfg)
+    collector = RolloutCollector(envs, ppo, seed=3)
+    storage = RolloutStorage(8, 2, collector.example_obs(), policy.action_dim)
+    return envs, ppo, collector, storage
+
+
+def _params(m: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in m.parameters()])
+
+
+def test_actor_receives_only_the_spec_policy_keys(tiny_policy_cfg):
+    envs, ppo, collector, storage = _setup(tiny_policy_cfg, critic_warmup_iters=0)
+    seen_actor, seen_critic = [], []
+    ppo.actor.register_forward_pre_hook(lambda m, args: seen_actor.append(set(args[0])))
+    ppo.critic.register_forward_pre_hook(lambda m, args: seen_critic.append(set(args[0])))
+    try:
+        collector.collect(storage)
+        ppo.update(storage, it=0)
+    finally:
+        envs.close()
+    policy_keys = set(ppo.actor.spec.policy_keys)
+    assert policy_keys == {"image", "proprio", "goal"}
+    assert seen_actor and all(keys == policy_keys for keys in seen_actor)
+    assert seen_critic and all("privileged" in keys for keys in seen_critic)  # the critic does read it
+    assert "privileged" in storage.obs  # it is in the batch: only the actor's input filter keeps it out
+
+
+def test_privileged_state_moves_the_critic_but_never_the_actor(tiny_policy_cfg):
+    envs, ppo, collector, _ = _setup(tiny_policy_cfg)
+    try:
+        obs = to_torch(collector.storage_obs(), ppo.device)
+    finally:
+        envs.close()
+    ppo.critic.update_normalizers(obs)
+    shaken = dict(obs, privileged=obs["privileged"] + torch.randn_like(obs["privileged"]))
+    with torch.no_grad():
+        torch.testing.assert_close(ppo.policy_output(obs).mean, ppo.policy_output(shaken).mean)
+        assert not torch.allclose(ppo.critic(obs), ppo.critic(shaken))
+
+
+def test_critic_tokens_cover_cameras_vectors_and_privileged_parts():
+    spec = make_env("pickplace", EnvConfig(image_size=32, wrist_camera=True, render=False)).unwrapped.io_spec
+    critic = TransformerCritic(CRITIC, spec)
+    B = 3
+    obs = {t.name: torch.zeros(B, *t.shape, dtype=getattr(torch, t.dtype)) for t in spec.observations + spec.privileged}
+    tokens = critic.tokenize(obs)
+    grid = critic.grid[0] * critic.grid[1]
+    # readout + 2 cameras x grid + proprio + goal + privileged as pos / quat / linvel / angvel
+    assert tokens.shape == (B, 1 + 2 * grid + 2 + 4, CRITIC.d_model)
+    assert critic(obs).shape == (B,)
+    hist = {k: v[:, None].repeat(1, 2, *([1] * (v.dim() - 1))) for k, v in obs.items()}  # (B, K, ...) input
+    torch.testing.assert_close(critic(hist), critic(obs))  # the newest frame is used
+
+
+def test_critic_warmup_freezes_the_actor(tiny_policy_cfg):
+    envs, ppo, collector, storage = _setup(tiny_policy_cfg, critic_warmup_iters=1, bc_reg="kl")
+    try:
+        actor0, critic0 = _params(ppo.actor), _params(ppo.critic)
+        collector.collect(storage)
+        stats = ppo.update(storage, it=0)
+        assert stats["actor_frozen"] == 1.0 and "policy_loss" not in stats
+        assert torch.equal(_params(ppo.actor), actor0) and not torch.equal(_params(ppo.critic), critic0)
+        storage.clear()
+        collector.collect(storage)
+        stats = ppo.update(storage, it=1)
+    finally:
+        envs.close()
+    assert stats["actor_frozen"] == 0.0 and not torch.equal(_params(ppo.actor), actor0)
+    assert stats["bc_reg"] >= 0 and stats["bc_reg"] < 1.0  # KL to the frozen copy starts near 0
+
+
+def test_target_kl_stops_the_epochs_early(tiny_policy_cfg):
+    envs, ppo, collector, storage = _setup(tiny_policy_cfg, critic_warmup_iters=0, target_kl=1e-9,
+                                           learning_rate=1e-3)
+    seen_critic: list[int] = []
+    ppo.critic.register_forward_pre_hook(lambda m, args: seen_critic.append(1))
+    try:
+        collector.collect(storage)
+        seen_critic.clear()
+        stats = ppo.update(storage, it=0)
+    finally:
+        envs.close()
+    # the first minibatch has ratio 1 (KL 0) and is applied; the next one is over 1.5 * target_kl
+    assert stats["early_stop"] == 1.0 and stats["actor_updates"] == 1.0
+    # the critic keeps fitting: 2 prediction chunks + one step per minibatch (2 epochs x 2 minibatches)
+    assert len(seen_critic) == 2 + 4
+
+
+@pytest.mark.parametrize("history", [2])
+def test_actor_history_windows(tiny_policy_cfg, history):
+    from dataclasses import replace
+
+    envs, ppo, collector, storage = _setup(replace(tiny_policy_cfg, history=history), critic_warmup_iters=0)
+    try:
+        stats = collector.collect(storage)
+        ppo.update(storage, it=0)
+    finally:
+        envs.close()
+    assert storage.obs["image"].shape == (8, 2, history, 32, 32, 3)
+    assert storage.obs["history_mask"].shape == (8, 2, history) and storage.obs["privileged"].shape == (8, 2, 13)
+    assert np.isfinite(stats["value/mean"])
+
+
+def test_ppo_moves_the_policy_towards_better_actions(tiny_policy_cfg):
+    """One-step bandit on real observations: reward -(a - 0.5)^2 per action dim; the mean must move to 0.5."""
+    envs, ppo, collector, storage = _setup(tiny_policy_cfg, critic_warmup_iters=0, learning_rate=3e-3,
+                                           target_kl=0.0, bc_reg="none", entropy_coef=0.0)
+    try:
+        obs = to_torch(collector.storage_obs(), ppo.device)
+    finally:
+        envs.close()
+    target = torch.full((4,), 0.5)
+
+    def mean_error() -> float:
+        with torch.no_grad():
+            return float((ppo.actor.unnormalize_action(ppo.policy_output(obs).mean) - target).abs().mean())
+
+    before = mean_error()
+    for it in range(25):
+        storage.clear()
+        for _ in range(storage.num_steps):
+            out = ppo.act(obs)
+            reward = -(out["actions"] - target).pow(2).sum(-1)
+            done = torch.ones(2)  # every step is a whole episode (terminated: no bootstrap)
+            storage.add(obs, out["actions"], out["log_probs"], out["values"], reward, done, torch.zeros(2),
+                        torch.zeros(2))
+        storage.compute_returns(torch.zeros(2), ppo.cfg.gamma, ppo.cfg.gae_lambda)
+        torch.testing.assert_close(storage.returns, storage.rewards)  # one-step episodes: R = r
+        ppo.update(storage, it)
+    assert mean_error() < 0.5 * before, (before, mean_error())
