@@ -128,6 +128,42 @@ class EvalConfig:
 
 
 @dataclass
+class ExportConfig:
+    """ONNX export (`robo-hybrid export`, and the main job)."""
+
+    int8: bool = False
+    """Also write <out>.int8.onnx (dynamic int8 quantization) and report its parity and speed-up."""
+
+
+@dataclass
+class DeployConfig:
+    """The torch-free controller loop (`robo-hybrid deploy`, and the main job)."""
+
+    episodes: int = 20
+    """Episodes to run on the robot (sim robots reset between episodes)."""
+    rate_hz: float | None = None
+    """Control rate; None = the rate in the model's I/O spec."""
+    seed: int = 1_000_000
+    """Seed of the first sim episode (held-out seeds, as in evaluation)."""
+    max_steps: int = 0
+    """Stop after this many control steps in total (0 = run the episodes to the end)."""
+    safety: bool = True
+    """Safety filter between policy and robot (clamp, rate limit, workspace, watchdogs, e-stop)."""
+    estop_file: str = ""
+    """If this file appears, the e-stop latches (SIGUSR1 does the same)."""
+    temporal_ensemble_m: float | None = None
+    """ACT temporal-ensembling weight exp(-m * i) for chunk policies; None = no ensembling."""
+    log_dir: str = ""
+    """Telemetry CSV / JSON / histogram PNG folder; empty = a temporary folder."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.max_steps < 0:
+            raise ValueError("deploy.episodes must be >= 1 and deploy.max_steps >= 0")
+        if self.rate_hz is not None and not 1.0 <= self.rate_hz <= 1000.0:
+            raise ValueError(f"deploy.rate_hz={self.rate_hz}: must be within 1..1000 Hz (or null = the model's)")
+
+
+@dataclass
 class ExperimentConfig:
     """A named preset (configs/experiment/*.yaml are global overrides that also set this)."""
 
@@ -147,6 +183,12 @@ class Config:
     """Algorithm config (BCConfig for algo=bc); chosen by the `algo` group."""
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    model: str = ""
+    """ONNX policy file for `deploy` and `bench latency`."""
+    robot: str = "sim"
+    """Robot backend for `deploy`: sim (in-process MuJoCo), sim_server (own process, ZeroMQ) or mock."""
     episodes: int = II("task.demo_episodes")
     """Demos to collect."""
     out: str = ""
@@ -171,6 +213,8 @@ class Config:
             raise ValueError(f"device={self.device!r}: use 'cpu' or 'cuda[:i]'")
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
+        if self.robot not in ("sim", "sim_server", "mock"):
+            raise ValueError(f"robot={self.robot!r}: choose sim, sim_server or mock")
 
 
 def register_configs(cs: ConfigStore | None = None) -> None:
@@ -178,6 +222,9 @@ def register_configs(cs: ConfigStore | None = None) -> None:
     cs = cs or ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="algo", name="base_bc", node=BCConfig)
+    from robo_hybrid.rl.config import PPOConfig  # noqa: PLC0415  (torch-free)
+
+    cs.store(group="algo", name="base_ppo", node=PPOConfig)
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:
