@@ -47,7 +47,7 @@ def bench_envs(tasks: list[str], workers: list[int], steps: int = 1000, image_si
     print(f"{'task':<18}" + "".join(f"{f'{w} worker(s)':>16}" for w in workers) + "   (env steps/s, median of"
           f" {repeats}, {image_size}x{image_size} camera)")
     for task in tasks:
-        row = {"task": task}
+        row: dict = {"task": task}
         for w in workers:
             row[w] = float(np.median([steps_per_s(task, w, steps, image_size) for _ in range(repeats)]))
         rows.append(row)

@@ -133,7 +133,7 @@ def collect(
         raise ValueError(f"episodes={episodes}: need at least 1")
     cfg_dict = asdict(env_cfg) if not isinstance(env_cfg, dict) else dict(env_cfg)
     probe = make_env(task, cfg=EnvConfig(**cfg_dict))
-    spec = probe.unwrapped.io_spec
+    spec = probe.unwrapped.io_spec  # type: ignore[attr-defined]
     probe.close()
     seeds = list(range(seed, seed + episodes))
     chunk = max(1, min(10, episodes // max(1, workers * 4)))
@@ -212,11 +212,11 @@ def load_demos(path: str | os.PathLike, expect_spec: IOSpec | None = None, only_
         raise DemoFileError(f"{path} is not a readable HDF5 file (truncated or corrupt: {e}); {fix}") from e
     with f:
         data = f.get("data")
-        if data is None or not data.attrs.get("complete", False):
+        if not isinstance(data, h5py.Group) or not data.attrs.get("complete", False):
             raise DemoFileError(f"{path} is incomplete (no `data` group or `complete` flag: the writer stopped); {fix}")
         try:
-            spec = IOSpec.from_json(data.attrs["io_spec"])
-            env_config = json.loads(data.attrs["env_config"])
+            spec = IOSpec.from_json(str(data.attrs["io_spec"]))
+            env_config = json.loads(str(data.attrs["env_config"]))
             task = str(data.attrs["task"])
         except (KeyError, SpecMismatchError, json.JSONDecodeError) as e:
             raise DemoFileError(f"{path}: missing or malformed file attributes ({e}); {fix}") from e
@@ -225,7 +225,7 @@ def load_demos(path: str | os.PathLike, expect_spec: IOSpec | None = None, only_
                 spec.require_compatible(expect_spec, what="env")
             except SpecMismatchError as e:
                 raise DemoFileError(f"{path} was recorded for another I/O spec:\n{e}") from e
-        names = sorted((k for k in data if k.startswith("demo_")), key=lambda k: int(k.split("_")[1]))
+        names = sorted((str(k) for k in data.keys() if str(k).startswith("demo_")), key=lambda k: int(k.split("_")[1]))
         if not names:
             raise DemoFileError(f"{path} holds no demos; {fix}")
         episodes = [_read_episode(path, data[n], n, spec) for n in names]

@@ -109,7 +109,7 @@ class PickPlaceExpert:
         return np.array([*a, GRIP_CLOSE], np.float32)
 
 
-def make_expert(env) -> ReachExpert | PushExpert | PickPlaceExpert:
+def make_expert(env):
     """The scripted expert for an env (own rh6 tasks or Fetch adapters)."""
     e = env.unwrapped
     name = getattr(getattr(e, "task", None), "name", None) or getattr(e, "task_name", None)

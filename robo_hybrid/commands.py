@@ -77,11 +77,11 @@ def _load(cfg: Config):
         raise ValueError("checkpoint=<run dir, checkpoint dir or .safetensors file> is required")
     policy, spec, run_cfg = load_policy(cfg.checkpoint)
     task = task_name(spec.task_id)
-    env_cfg = asdict(cfg.task.env)
-    if run_cfg is not None and "task" in run_cfg:  # the env the policy was trained on, unless overridden here
+    env_cfg: dict = asdict(cfg.task.env)
+    if run_cfg is not None and "task" in run_cfg:  # the env the policy was trained on
         from omegaconf import OmegaConf  # noqa: PLC0415
 
-        env_cfg = OmegaConf.to_container(run_cfg.task.env, resolve=True)
+        env_cfg = dict(OmegaConf.to_container(run_cfg.task.env, resolve=True))  # type: ignore[arg-type]
     env = make_env(task, render=False, **{k: v for k, v in env_cfg.items() if k != "render"})
     try:
         policy.spec.require_compatible(env.unwrapped.io_spec, what="env")
@@ -136,8 +136,8 @@ def export(cfg: Config, policy, out: Path) -> dict:
         import numpy as np  # noqa: PLC0415
         import onnxruntime as ort  # noqa: PLC0415
 
-        a = ort.InferenceSession(str(out)).run(None, obs)[0]
-        b = ort.InferenceSession(q).run(None, obs)[0]
+        a = np.asarray(ort.InferenceSession(str(out)).run(None, obs)[0])
+        b = np.asarray(ort.InferenceSession(q).run(None, obs)[0])
         one = {k: v[:1] for k, v in obs.items()}
         fp32, int8 = ort_latency_ms(out, one), ort_latency_ms(q, one)
         result["int8"] = {"path": q, "max_abs_diff_vs_fp32": float(np.max(np.abs(a - b))),
