@@ -62,8 +62,13 @@ class Demos:
 
 
 # ----------------------------------------------------------------------------------------------- collection
-def rollout_expert(env, expert, seed: int) -> Episode:
-    """Run the scripted expert for one episode and record it."""
+def rollout_expert(env, expert, seed: int, action_noise: float = 0.0) -> Episode:
+    """Run the scripted expert for one episode and record it.
+
+    action_noise > 0 (DART): the env executes expert + N(0, action_noise) on the xyz axes while the file records the
+    expert's clean action, so the demos visit (and label) the states a slightly-off policy drifts into.
+    """
+    rng = np.random.default_rng(seed + 7_777_777)
     obs, _ = env.reset(seed=seed)
     expert.reset()
     keys = list(obs)
@@ -75,7 +80,11 @@ def rollout_expert(env, expert, seed: int) -> Episode:
             buf[k].append(obs[k])
         states.append(env.unwrapped.get_state())
         action = expert.act(obs, env)
-        obs, reward, terminated, truncated, info = env.step(action)
+        executed = action
+        if action_noise > 0:
+            noise = rng.normal(0.0, action_noise, action.shape) * np.array([1, 1, 1, 0])
+            executed = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(executed)
         actions.append(action)
         rewards.append(reward)
         dones.append(terminated or truncated)
@@ -93,14 +102,14 @@ def rollout_expert(env, expert, seed: int) -> Episode:
     )
 
 
-def _collect_chunk(task: str, env_cfg: dict, seeds: list[int]) -> list[Episode]:
+def _collect_chunk(task: str, env_cfg: dict, seeds: list[int], action_noise: float = 0.0) -> list[Episode]:
     """Worker: build the env once, roll out the expert on each seed."""
     from . import EnvConfig, make_env, make_expert  # noqa: PLC0415
 
     env = make_env(task, cfg=EnvConfig(**env_cfg))
     try:
         expert = make_expert(env)
-        return [rollout_expert(env, expert, s) for s in seeds]
+        return [rollout_expert(env, expert, s, action_noise) for s in seeds]
     finally:
         env.close()
 
@@ -122,7 +131,8 @@ class CollectReport:
 
 
 def collect(
-    task: str, env_cfg, episodes: int, out: str | os.PathLike, seed: int = 0, workers: int = 1, progress: bool = True
+    task: str, env_cfg, episodes: int, out: str | os.PathLike, seed: int = 0, workers: int = 1, progress: bool = True,
+    action_noise: float = 0.0,
 ) -> CollectReport:
     """Roll out the scripted expert on seeds seed..seed+episodes-1 and write one demo file atomically."""
     from tqdm import tqdm  # noqa: PLC0415
@@ -131,6 +141,8 @@ def collect(
 
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: need at least 1")
+    if not 0.0 <= action_noise <= 1.0:
+        raise ValueError(f"action_noise={action_noise}: must be within [0, 1] (0 = clean expert)")
     cfg_dict = asdict(env_cfg) if not isinstance(env_cfg, dict) else dict(env_cfg)
     probe = make_env(task, cfg=EnvConfig(**cfg_dict))
     spec = probe.unwrapped.io_spec  # type: ignore[attr-defined]
@@ -143,13 +155,13 @@ def collect(
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
     if workers <= 1:
         for c in chunks:
-            for ep in _collect_chunk(task, cfg_dict, c):
+            for ep in _collect_chunk(task, cfg_dict, c, action_noise):
                 results[ep.seed] = ep
             bar.update(len(c))
             bar.set_postfix(success=f"{np.mean([e.success for e in results.values()]):.2f}")
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_collect_chunk, task, cfg_dict, c) for c in chunks]
+            futures = [pool.submit(_collect_chunk, task, cfg_dict, c, action_noise) for c in chunks]
             for f in as_completed(futures):
                 eps = f.result()
                 for ep in eps:

@@ -97,3 +97,21 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
         collect("reach", EnvConfig(image_size=16, render=False), episodes=1, out=out, progress=False)
     assert not out.exists()
     assert not list(tmp_path.glob(".crash.hdf5.tmp-*"))
+
+
+def test_dart_noise_perturbs_states_but_records_expert_labels():
+    from robo_hybrid.envs import make_expert
+    from robo_hybrid.envs.demos import rollout_expert
+
+    env = make_env("push", render=False)
+    expert = make_expert(env)
+    clean = rollout_expert(env, expert, seed=3)
+    noisy = rollout_expert(env, expert, seed=3, action_noise=0.3)
+    assert not np.allclose(clean.obs["proprio"][5], noisy.obs["proprio"][5])
+    # labels are the expert's own actions at the visited states, not the noisy executed ones
+    env.reset(seed=3)
+    expert.reset()
+    first = expert.act(noisy.obs, env)
+    np.testing.assert_allclose(noisy.actions[0], first)
+    with pytest.raises(ValueError, match="action_noise"):
+        collect("push", EnvConfig(render=False), 1, "/tmp/never.hdf5", action_noise=2.0, progress=False)
