@@ -5,10 +5,14 @@ Loss (per sample, in normalized action units a_n = (a - mu_a) / sigma_a):
       the mean (and the trunk) are fit by plain regression; the log-std head learns the residual spread on
       frozen features, so nothing is re-weighted by 1/std^2 (plain NLL is spiky and slow on precise demo dims)
   nll: NLL(a_n | mean, std) / A, with NLL = sum_i 0.5 ((a_i - m_i) / s_i)^2 + log s_i + 0.5 log(2 pi)
-  + chunk_loss_weight * masked L1 over the H chunk actions when the policy has a chunk head (ACT).
+  + chunk_loss_weight * masked L1 over the H chunk actions when the policy has a chunk head (ACT)
+  + aux_state_weight * MSE of the aux head's prediction of the normalized privileged state (a target only).
 Optimiser: AdamW (decay on matrices and embeddings only), linear warm-up then cosine decay, global-norm
 gradient clipping. Logs: tqdm, TensorBoard, metrics.jsonl, loss.png / success.png; checkpoints via
 robo_hybrid.checkpoint (resume=true continues from the last one, RNG states included).
+Under torchrun (robo_hybrid.distributed) every rank draws the same global batch of algo.batch_size samples and
+trains on its slice; DDP averages the gradients, logged metrics are global means, and only rank 0 writes
+(logs, checkpoints, evaluation).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,10 @@ import torch
 from omegaconf import DictConfig
 
 from robo_hybrid import checkpoint as ckpt
+from robo_hybrid import distributed as ddp
 from robo_hybrid.config import BCConfig, Config, to_dataclass, to_yaml
 from robo_hybrid.data import DemoDataset, load_demo_file, split_episodes
-from robo_hybrid.policy import MultimodalPolicy, policy_summary
+from robo_hybrid.policy import AUX_TARGET_KEY, MultimodalPolicy, policy_summary
 
 log = logging.getLogger(__name__)
 EvalFn = Callable[[MultimodalPolicy, int], dict[str, float]]
@@ -55,31 +60,41 @@ def gaussian_nll(mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor
 
 
 def bc_loss(
-    policy: MultimodalPolicy, batch: dict[str, torch.Tensor], loss_type: str = "mse_nll", chunk_weight: float = 1.0
+    policy: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    loss_type: str = "mse_nll",
+    chunk_weight: float = 1.0,
+    aux_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """BC loss of one batch (see the module docstring) and its parts as floats."""
-    h = policy.encode(batch)  # (B, D)
-    mean, log_std = policy.action_head(h)  # (B, A) each
-    target = policy.normalize_action(batch["action"])  # (B, A)
+    """BC loss of one batch (see the module docstring) and its parts as floats.
+
+    `policy` is a MultimodalPolicy or a DistributedDataParallel around one: all outputs come from one forward
+    call through it, so that DDP's gradient all-reduce sees every parameter that was used."""
+    inner: MultimodalPolicy = getattr(policy, "module", policy)  # type: ignore[assignment]
+    use_aux = aux_weight > 0 and inner.aux_state_head is not None and AUX_TARGET_KEY in batch
+    # mse_nll: the std head reads stop-gradient features, as its 1/std^2-scaled gradients would otherwise shake
+    # the trunk whenever the mean is already close and the std small (that made BC spiky in tests)
+    out = policy(batch, detach_std=loss_type != "nll", aux=use_aux)
+    target = inner.normalize_action(batch["action"])  # (B, A)
     A = target.shape[-1]
-    mse = (mean - target).pow(2).mean()
+    mse = (out.mean - target).pow(2).mean()
     if loss_type == "nll":
-        nll = gaussian_nll(mean, log_std, target).mean() / A
+        nll = gaussian_nll(out.mean, out.log_std, target).mean() / A
         loss = nll
     else:
-        # the std head reads stop-gradient features: its 1/std^2-scaled gradients would otherwise shake the trunk
-        # whenever the mean is already close and the std small, which made BC spiky in tests
-        _, log_std = policy.action_head(h.detach())
-        nll = gaussian_nll(mean.detach(), log_std, target).mean() / A
+        nll = gaussian_nll(out.mean.detach(), out.log_std, target).mean() / A
         loss = mse + nll
-    metrics = {"mse": mse.item(), "nll": nll.item(), "std": log_std.exp().mean().item()}
-    if policy.chunk_head is not None:
-        chunk = policy.chunk_head(h)  # (B, H, A)
-        chunk_target = policy.normalize_action(batch["action_chunk"])  # (B, H, A)
-        mask = batch["chunk_mask"].to(chunk.dtype)[..., None]  # (B, H, 1)
-        l1 = ((chunk - chunk_target).abs() * mask).sum() / (mask.sum() * A).clamp_min(1.0)
+    metrics = {"mse": mse.item(), "nll": nll.item(), "std": out.log_std.exp().mean().item()}
+    if out.chunk is not None:
+        chunk_target = inner.normalize_action(batch["action_chunk"])  # (B, H, A)
+        mask = batch["chunk_mask"].to(out.chunk.dtype)[..., None]  # (B, H, 1)
+        l1 = ((out.chunk - chunk_target).abs() * mask).sum() / (mask.sum() * A).clamp_min(1.0)
         loss = loss + chunk_weight * l1
         metrics["chunk_l1"] = l1.item()
+    if out.aux is not None:
+        aux = inner.aux_state_loss(out.aux, batch[AUX_TARGET_KEY])
+        loss = loss + aux_weight * aux
+        metrics["aux_state_mse"] = aux.item()
     metrics["loss"] = loss.item()
     return loss, metrics
 
@@ -195,7 +210,8 @@ class BCTrainer:
     def __init__(self, cfg: Config, eval_fn: EvalFn | None = None, demos: Any = None) -> None:
         self.cfg, self.eval_fn = cfg, eval_fn
         self.bc: BCConfig = cfg.algo if isinstance(cfg.algo, BCConfig) else BCConfig(**dict(cfg.algo))
-        self.device = torch.device(cfg.device)
+        self.dist = ddp.init_distributed(cfg.device)
+        self.device = ddp.device_for(cfg.device, self.dist)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         resume_dir = self._resume_dir()
@@ -206,21 +222,25 @@ class BCTrainer:
             self.policy = ckpt.policy_from_file(resume_dir / ckpt.MODEL_FILE, self.device)
             if self.policy.cfg != cfg.policy:
                 log.warning("resume: using the checkpoint's policy config, not the one given now")
+                self.cfg = cfg = replace(cfg, policy=self.policy.cfg)  # so config.yaml describes the weights
         else:
             self.policy = MultimodalPolicy(cfg.policy, demos.spec).to(self.device)
         self._build_datasets(demos)
         if resume_dir is None:
             self.policy.fit_normalizers(self.train_set.stats())
         self.optimizer = make_optimizer(self.policy, self.bc)
-        self.sampler = torch.Generator().manual_seed(cfg.seed)
+        self.sampler = torch.Generator().manual_seed(cfg.seed)  # same stream on every rank: one global batch
         self.step, self.best_success = 0, -1.0
         if resume_dir is not None:
             self._restore(resume_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.model = ddp.wrap(self.policy, self.dist)  # the policy itself when not distributed
         self.config_yaml = to_yaml(cfg)
-        ckpt.atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
-        ckpt.atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.policy.spec.to_json())
-        self.log = RunLog(self.run_dir, self.step)
+        self.log: RunLog | None = None  # rank 0 only
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
+            ckpt.atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.policy.spec.to_json())
+            self.log = RunLog(self.run_dir, self.step)
         self.last: dict[str, dict[str, float]] = {"train": {}, "val": {}, "eval": {}}
         self.saved: tuple[int, Path] | None = None  # (step, dir) of the last checkpoint this process wrote
 
@@ -248,10 +268,15 @@ class BCTrainer:
     def _build_datasets(self, demos: Any) -> None:
         pc = self.policy.cfg
         train_idx, val_idx = split_episodes(len(demos.episodes), self.bc.val_fraction, self.cfg.seed)
-        keys = self.policy.spec.policy_keys
-        self.train_set = DemoDataset([demos.episodes[i] for i in train_idx], keys, pc.history, pc.chunk_size)
-        self.val_set = (DemoDataset([demos.episodes[i] for i in val_idx], keys, pc.history, pc.chunk_size)
-                        if len(val_idx) else None)
+        keys, priv = self.policy.spec.policy_keys, self.policy.spec.privileged_keys
+        has_aux = all(k in demos.episodes[0].obs for k in priv)
+        aux = priv if (self.policy.aux_state_head is not None and self.bc.aux_state_weight > 0 and has_aux) else ()
+
+        def dataset(idx: np.ndarray) -> DemoDataset:
+            return DemoDataset([demos.episodes[i] for i in idx], keys, pc.history, pc.chunk_size, aux_keys=aux)
+
+        self.train_set = dataset(train_idx)
+        self.val_set = dataset(val_idx) if len(val_idx) else None
         log.info("BC data: %d train samples (%d episodes), %d val episodes",
                  len(self.train_set), self.train_set.num_episodes, len(val_idx))
 
@@ -268,15 +293,22 @@ class BCTrainer:
         self.step, self.best_success = int(state["step"]), float(state.get("best_success", -1.0))
         log.info("resumed from %s at step %d", ckpt_dir, self.step)
 
-    def save(self) -> Path:
-        """Checkpoint the current step (weights, optimizer, RNG, config, spec) and refresh the curves."""
+    def save(self) -> Path | None:
+        """Checkpoint the current step (weights, optimizer, RNG, config, spec) and refresh the curves (rank 0)."""
+        if not self.dist.is_main:
+            return None
         if self.saved is not None and self.saved[0] == self.step:
             return self.saved[1]
         path = ckpt.save_checkpoint(self.ckpt_root, self.step, self.policy, self.optimizer, self.config_yaml,
                                     self._trainer_state(), keep_last=self.bc.keep_last)
         self.saved = (self.step, path)
-        self.log.plot()
+        if self.log is not None:
+            self.log.plot()
         return path
+
+    def _log(self, kind: str, metrics: dict[str, float]) -> None:
+        if self.log is not None:
+            self.log.add(kind, self.step, metrics)
 
     # ----- loop -----
     def train_step(self) -> dict[str, float]:
@@ -284,15 +316,17 @@ class BCTrainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr_at(self.step, self.bc)
         idx = torch.randint(len(self.train_set), (self.bc.batch_size,), generator=self.sampler).numpy()
+        idx = idx[ddp.rank_slice(len(idx), self.dist)]  # this rank's part of the global batch
         batch = {k: v.to(self.device) for k, v in self.train_set.get_batch(idx).items()}
-        self.policy.train()
-        loss, metrics = bc_loss(self.policy, batch, self.bc.loss, self.bc.chunk_loss_weight)
+        self.model.train()
+        loss, metrics = bc_loss(self.model, batch, self.bc.loss, self.bc.chunk_loss_weight, self.bc.aux_state_weight)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DDP: gradients averaged over ranks here
         clip = self.bc.grad_clip if self.bc.grad_clip > 0 else float("inf")
         metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
         self.optimizer.step()
         self.step += 1
+        metrics = {k: ddp.all_mean(v, self.dist) for k, v in metrics.items()}  # global-batch means
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
 
@@ -306,7 +340,7 @@ class BCTrainer:
         sums: dict[str, float] = {}
         for chunk in np.array_split(idx, max(1, len(idx) // (4 * self.bc.batch_size))):
             batch = {k: v.to(self.device) for k, v in self.val_set.get_batch(chunk).items()}
-            _, m = bc_loss(self.policy, batch, self.bc.loss, self.bc.chunk_loss_weight)
+            _, m = bc_loss(self.policy, batch, self.bc.loss, self.bc.chunk_loss_weight, self.bc.aux_state_weight)
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + v * len(chunk)
         return {k: v / len(idx) for k, v in sums.items()}
@@ -317,12 +351,13 @@ class BCTrainer:
         self.policy.eval()
         with torch.random.fork_rng(devices=[]):
             metrics = dict(self.eval_fn(self.policy, self.step))
-        self.log.add("eval", self.step, metrics)
+        self._log("eval", metrics)
         success = metrics.get("success_rate")
         if success is not None and success > self.best_success:
             self.best_success = float(success)
             path = self.save()
-            ckpt.write_pointer(self.ckpt_root, "best", self.step, path.name, success_rate=self.best_success)
+            if path is not None:
+                ckpt.write_pointer(self.ckpt_root, "best", self.step, path.name, success_rate=self.best_success)
         return metrics
 
     def _due(self, every: int) -> bool:
@@ -332,7 +367,8 @@ class BCTrainer:
         """Train from the current step to cfg.algo.steps; checkpoint, validate, evaluate on schedule."""
         from tqdm import tqdm
 
-        bar = tqdm(total=self.bc.steps, initial=self.step, desc="bc", disable=not self.bc.progress_bar)
+        main = self.dist.is_main  # the other ranks only train
+        bar = tqdm(total=self.bc.steps, initial=self.step, desc="bc", disable=not (self.bc.progress_bar and main))
         train_s, samples = 0.0, 0  # gradient-step time only (validation, evaluation, checkpoints excluded)
         try:
             while self.step < self.bc.steps:
@@ -343,26 +379,38 @@ class BCTrainer:
                 if self._due(self.bc.log_every) or self.step == self.bc.steps:
                     metrics["samples_per_s"] = samples / max(train_s, 1e-9)
                     train_s, samples = 0.0, 0
-                    self.log.add("train", self.step, metrics)
+                    self._log("train", metrics)
                     self.last["train"] = metrics
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}", mse=f"{metrics['mse']:.4f}",
                                     sps=f"{metrics['samples_per_s']:.0f}")
-                if self.val_set is not None and (self._due(self.bc.val_every) or self.step == self.bc.steps):
+                if main and self.val_set is not None and (self._due(self.bc.val_every) or self.step == self.bc.steps):
                     self.last["val"] = self.validate()
-                    self.log.add("val", self.step, self.last["val"])
-                if self.eval_fn is not None and (self._due(self.bc.eval_every) or self.step == self.bc.steps):
+                    self._log("val", self.last["val"])
+                if main and self.eval_fn is not None and (self._due(self.bc.eval_every) or self.step == self.bc.steps):
                     self.last["eval"] = self.evaluate()
                 if self._due(self.bc.ckpt_every) or self.step == self.bc.steps:
                     self.save()
         finally:
             bar.close()
-            self.log.close()
-        final = self.save()  # a no-op when the last step was just saved
+            if self.log is not None:
+                self.log.close()
+        final = self.save()  # a no-op when the last step was just saved (None on ranks > 0)
+        ddp.barrier(self.dist)  # the checkpoint is complete before any rank returns
         self.policy.eval()
-        return BCResult(self.policy, self.run_dir, final, self.step, self.last["train"], self.last["val"],
-                        self.last["eval"], policy_summary(self.policy))
+        return BCResult(self.policy, self.run_dir, final or self.ckpt_root, self.step, self.last["train"],
+                        self.last["val"], self.last["eval"], policy_summary(self.policy))
+
+    def close(self) -> None:
+        """Close the logs and leave the process group (torchrun); safe to call twice."""
+        if self.log is not None:
+            self.log.close()
+        ddp.shutdown(self.dist)
 
 
 def train_bc(cfg: Config | DictConfig, eval_fn: EvalFn | None = None, demos: Any = None) -> BCResult:
     """Behaviour cloning entry point: resolved config (+ optional evaluation hook / in-memory demos) -> result."""
-    return BCTrainer(to_dataclass(cfg), eval_fn=eval_fn, demos=demos).run()
+    trainer = BCTrainer(to_dataclass(cfg), eval_fn=eval_fn, demos=demos)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()

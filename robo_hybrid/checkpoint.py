@@ -121,7 +121,10 @@ def policy_from_file(path: str | Path, device: str | torch.device = "cpu") -> Mu
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: missing or malformed metadata ({e!r})") from e
     policy = MultimodalPolicy(cfg, spec)
-    missing, unexpected = policy.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = policy.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{path}: weights do not fit the architecture in its metadata: {e}") from e
     if missing or unexpected:
         raise CheckpointError(f"{path}: state dict mismatch: missing {missing}, unexpected {unexpected}")
     return policy.to(device).eval()

@@ -71,6 +71,9 @@ class BCConfig:
     fit independent of the predicted std); 'nll': plain Gaussian NLL of mean and log-std together."""
     chunk_loss_weight: float = 1.0
     """Weight of the L1 action-chunk loss (only with policy.chunk_size > 0; padded steps are masked)."""
+    aux_state_weight: float = 1.0
+    """Weight of the auxiliary loss that regresses the privileged sim state (normalized) from the readout
+    (needs policy.aux_state_head; 0 disables). The state is a training target only, never a policy input."""
     only_successful: bool = True
     """Train on the demos the expert solved only."""
     val_fraction: float = 0.05
@@ -103,6 +106,8 @@ class BCConfig:
             raise ValueError("algo.log_every and algo.ckpt_every must be >= 1")
         if min(self.warmup_steps, self.val_every, self.eval_every) < 0:
             raise ValueError("algo.warmup_steps, algo.val_every and algo.eval_every must be >= 0 (0 disables)")
+        if self.chunk_loss_weight < 0 or self.aux_state_weight < 0:
+            raise ValueError("algo.chunk_loss_weight and algo.aux_state_weight must be >= 0 (0 disables)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"algo.val_fraction={self.val_fraction}: must be in [0, 1)")
         if self.keep_last < 1:

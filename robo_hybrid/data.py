@@ -3,7 +3,8 @@
 Samples are indexed by (episode, t). With history K the observation window is t-K+1 .. t (newest last); steps
 before the episode start repeat the first frame and are marked False in `history_mask`. With chunk size H the
 targets are actions t .. t+H-1; steps past the episode end repeat the last action and are marked False in
-`chunk_mask` (ACT's `is_pad`). Only the spec's policy keys are loaded: `privileged` never enters this dataset.
+`chunk_mask` (ACT's `is_pad`). Only the spec's policy keys are loaded as observations; `aux_keys` (the
+privileged state) may be loaded as a training *target* under AUX_TARGET_KEY, which the policy never reads.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from robo_hybrid.envs.demos import Demos, Episode, load_demos
+from robo_hybrid.policy.model import AUX_TARGET_KEY
 from robo_hybrid.spec import IOSpec
 
 
@@ -38,19 +40,28 @@ class DemoDataset(Dataset):
     """All (obs, action) samples of some episodes, stacked; `get_batch` gathers a whole batch in numpy."""
 
     def __init__(
-        self, episodes: Sequence[EpisodeLike], obs_keys: Sequence[str], history: int = 1, chunk_size: int = 0
+        self,
+        episodes: Sequence[EpisodeLike],
+        obs_keys: Sequence[str],
+        history: int = 1,
+        chunk_size: int = 0,
+        aux_keys: Sequence[str] = (),
     ) -> None:
         if not episodes:
             raise ValueError("DemoDataset needs at least one episode")
         self.obs_keys, self.history, self.chunk_size = tuple(obs_keys), int(history), int(chunk_size)
         lengths = np.array([len(ep.actions) for ep in episodes], dtype=np.int64)
         for i, ep in enumerate(episodes):
-            for k in self.obs_keys:
+            for k in (*self.obs_keys, *aux_keys):
                 if k not in ep.obs:
                     raise KeyError(f"episode {i} has no observation '{k}' (has {sorted(ep.obs)})")
                 if len(ep.obs[k]) != lengths[i]:
                     raise ValueError(f"episode {i}: '{k}' has {len(ep.obs[k])} steps but {lengths[i]} actions")
         self.obs = {k: np.concatenate([ep.obs[k] for ep in episodes]) for k in self.obs_keys}
+        self.aux = None  # (N, P) float32 training target, e.g. the privileged object state
+        if aux_keys:
+            flat = [np.concatenate([ep.obs[k].reshape(len(ep.actions), -1) for ep in episodes]) for k in aux_keys]
+            self.aux = np.concatenate(flat, axis=1).astype(np.float32)
         self.actions = np.concatenate([ep.actions for ep in episodes]).astype(np.float32)
         ends = np.cumsum(lengths)
         starts = ends - lengths
@@ -80,6 +91,8 @@ class DemoDataset(Dataset):
             for k in self.obs_keys:
                 batch[k] = torch.from_numpy(self.obs[k][idx])  # (B, ...)
         batch["action"] = torch.from_numpy(self.actions[idx])  # (B, A)
+        if self.aux is not None:
+            batch[AUX_TARGET_KEY] = torch.from_numpy(self.aux[idx])  # (B, P) target at t
         if self.chunk_size > 0:
             t = idx[:, None] + np.arange(self.chunk_size)[None, :]  # (B, H)
             batch["chunk_mask"] = torch.from_numpy(t < end[:, None])
@@ -94,6 +107,8 @@ class DemoDataset(Dataset):
                 flat = v.reshape(len(v), -1).astype(np.float64)
                 out[k] = (flat.mean(0), flat.std(0))
         out["action"] = (self.actions.mean(0).astype(np.float64), self.actions.std(0).astype(np.float64))
+        if self.aux is not None:
+            out[AUX_TARGET_KEY] = (self.aux.mean(0).astype(np.float64), self.aux.std(0).astype(np.float64))
         return out
 
 

@@ -84,7 +84,7 @@ def test_two_step_train_smoke_through_compose(demo_file, tmp_path):
     assert list((run / "tb").glob("events.out.tfevents.*"))
     rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2]
-    assert all(r["samples_per_s"] > 0 for r in rows if r["kind"] == "train")
+    assert all(r["samples_per_s"] > 0 and r["aux_state_mse"] > 0 for r in rows if r["kind"] == "train")
     saved = OmegaConf.load(run / "config.yaml")
     assert saved.algo.steps == 2 and saved.run_dir == str(run) and "${" not in OmegaConf.to_yaml(saved)
     policy, spec, run_cfg = load_policy(run, expect_spec=demos.spec)

@@ -21,6 +21,8 @@ class PolicyConfig:
     conv_channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     """Hidden channels of the conv stem; every layer is a 3x3 stride-2 conv, plus a last one to `d_model`,
     so an 84 px image becomes a 6 x 6 token grid with the default three entries."""
+    coord_channels: bool = True
+    """Append pixel x / y coordinate channels to the conv stem's input (CoordConv; cheap, helps localisation)."""
     # ----- transformer trunk -----
     d_model: int = 64
     """Token width D."""
@@ -38,6 +40,13 @@ class PolicyConfig:
     # ----- heads -----
     chunk_size: int = 0
     """H > 0 adds an action-chunk head predicting actions t .. t+H-1 (ACT style); 0 disables it."""
+    aux_state_head: bool = True
+    """Add a linear head that predicts the simulator's privileged state (object pose...) from the readout. BC
+    trains it as an auxiliary loss (a target only: never a policy input, never in the exported graph); it teaches
+    the image tokenizer to localise the object from few demos. Ignored when the spec declares no privileged state."""
+    aux_state_dims: int = 3
+    """How many leading elements of the privileged vector the aux head predicts: 3 = the object position in this
+    project's layout (envs/common.py: position, quaternion, velocities); 0 = all of it."""
     log_std_min: float = -5.0
     """Lower bound of the state-dependent log-std, in normalized action units."""
     log_std_max: float = 1.0
@@ -55,7 +64,7 @@ class PolicyConfig:
     # ----- augmentation (training mode only) -----
     augment: bool = True
     """Apply image augmentation in training mode (never in eval mode, never in the exported graph)."""
-    shift_pad_px: int = 4
+    shift_pad_px: int = 2
     """Random shift (DrQ): pad by this many pixels (edge replicate) and crop back; 0 disables."""
     color_jitter: float = 0.0
     """Strength of brightness / contrast / saturation jitter (0 disables; 0.2 suits randomized scenes)."""
@@ -88,5 +97,7 @@ class PolicyConfig:
             )
         if self.obs_clip <= 0 or self.obs_std_floor <= 0 or self.action_std_floor <= 0:
             raise ValueError("policy.obs_clip, obs_std_floor and action_std_floor must be > 0")
+        if self.aux_state_dims < 0:
+            raise ValueError("policy.aux_state_dims must be >= 0 (0 = the whole privileged vector)")
         if self.shift_pad_px < 0 or self.color_jitter < 0:
             raise ValueError("policy.shift_pad_px and policy.color_jitter must be >= 0 (0 disables)")

@@ -32,10 +32,13 @@ class GaussianHead(nn.Module):
         """Linear FLOPs (2 per MAC)."""
         return 2 * 2 * self.mean.in_features * self.mean.out_features
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h: (B, D) -> mean (B, A), log_std (B, A), both in normalized action units."""
+    def forward(self, h: torch.Tensor, detach_std: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """h: (B, D) -> mean (B, A), log_std (B, A), both in normalized action units.
+
+        `detach_std` feeds the log-std layer stop-gradient features (BC's mse_nll loss: the std head then
+        cannot push the shared trunk around)."""
         span = self.log_std_max - self.log_std_min
-        log_std = self.log_std_min + span * torch.sigmoid(self.log_std(h))
+        log_std = self.log_std_min + span * torch.sigmoid(self.log_std(h.detach() if detach_std else h))
         return self.mean(h), log_std
 
 

@@ -27,6 +27,7 @@ from .tokenizers import ConvStem, ImageAugment, ResNetStem, VectorTokenizer, ima
 from .transformer import Encoder, init_weights
 
 HISTORY_MASK_KEY = "history_mask"
+AUX_TARGET_KEY = "aux_target"  # training batches: the privileged state at t, a BC target (never a policy input)
 
 
 class PolicyOutput(NamedTuple):
@@ -36,6 +37,7 @@ class PolicyOutput(NamedTuple):
     log_std: torch.Tensor  # (B, A)
     chunk: torch.Tensor | None  # (B, H, A) or None
     features: torch.Tensor  # (B, D) readout embedding
+    aux: torch.Tensor | None = None  # (B, P) aux-head prediction of the normalized privileged state (training)
 
 
 class MultimodalPolicy(nn.Module):
@@ -81,6 +83,12 @@ class MultimodalPolicy(nn.Module):
         self.encoder = Encoder(D, cfg.n_layers, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
         self.action_head = GaussianHead(D, self.action_dim, cfg.log_std_min, cfg.log_std_max)
         self.chunk_head = ChunkHead(D, self.action_dim, cfg.chunk_size) if cfg.chunk_size > 0 else None
+        # auxiliary target only (see PolicyConfig.aux_state_head): forward() never reads privileged observations
+        priv_dim = sum(int(np.prod(t.shape)) for t in spec.privileged)
+        self.aux_dim = min(cfg.aux_state_dims, priv_dim) if cfg.aux_state_dims > 0 else priv_dim
+        use_aux = cfg.aux_state_head and self.aux_dim > 0
+        self.aux_state_head = nn.Linear(D, self.aux_dim) if use_aux else None
+        self.aux_normalizer = Normalizer((self.aux_dim,), cfg.obs_std_floor, cfg.obs_clip) if use_aux else None
 
         # normalizers (buffers, fitted on the dataset with `fit_normalizers`)
         self.obs_normalizers = nn.ModuleDict(
@@ -100,7 +108,7 @@ class MultimodalPolicy(nn.Module):
     def _make_stem(self) -> ConvStem | ResNetStem:
         if self.cfg.image_encoder == "resnet18":
             return ResNetStem(self.cfg.d_model)
-        return ConvStem(self.cfg.conv_channels, self.cfg.d_model)
+        return ConvStem(self.cfg.conv_channels, self.cfg.d_model, self.image_size, self.cfg.coord_channels)
 
     # ----- sizes without a forward pass -----
     @property
@@ -137,17 +145,29 @@ class MultimodalPolicy(nn.Module):
         vecs = sum(t.flops() for t in self.vec_tokenizers.values())  # type: ignore[operator]
         trunk = Encoder.flops(self.num_tokens, self.cfg.d_model, self.cfg.n_layers, self.cfg.mlp_ratio)
         heads = self.action_head.flops() + (self.chunk_head.flops() if self.chunk_head is not None else 0)
+        # the aux state head is training-only: not part of a control step
         return K * (stems + vecs) + trunk + heads
 
     # ----- normalizers -----
     def fit_normalizers(self, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """Load dataset statistics: {vector key: (mean, std), ..., 'action': (mean, std)}."""
+        """Load dataset statistics: {vector key: (mean, std), ..., 'action': ..., optional AUX_TARGET_KEY: ...}."""
         missing = [k for k in (*self.vector_keys, "action") if k not in stats]
         if missing:
             raise KeyError(f"normalizer statistics missing for {missing}")
         for k in self.vector_keys:
             self.obs_normalizers[k].set_stats(*stats[k])  # type: ignore[operator]
         self.action_normalizer.set_stats(*stats["action"])
+        if self.aux_normalizer is not None and AUX_TARGET_KEY in stats:
+            mean, std = stats[AUX_TARGET_KEY]
+            self.aux_normalizer.set_stats(np.asarray(mean)[: self.aux_dim], np.asarray(std)[: self.aux_dim])
+
+    def aux_state_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """MSE between the aux prediction `pred` (B, P) (forward(..., aux=True).aux) and the privileged `target`
+        (B, >= P) in simulator units, normalized here."""
+        if self.aux_state_head is None or self.aux_normalizer is None:
+            raise RuntimeError("this policy has no aux state head (policy.aux_state_head=false or no privileged spec)")
+        target = target.reshape(target.shape[0], -1)[:, : self.aux_dim].float()  # (B, P): the leading elements
+        return (pred - self.aux_normalizer(target)).pow(2).mean()
 
     def normalize_action(self, action: torch.Tensor) -> torch.Tensor:
         """Actuator units -> the model's normalized action space."""
@@ -208,12 +228,17 @@ class MultimodalPolicy(nn.Module):
 
     features = encode
 
-    def forward(self, obs: dict[str, torch.Tensor]) -> PolicyOutput:
-        """Raw obs dict -> head outputs in normalized action units."""
+    def forward(self, obs: dict[str, torch.Tensor], detach_std: bool = False, aux: bool = False) -> PolicyOutput:
+        """Raw obs dict -> head outputs in normalized action units.
+
+        Training options (everything a loss needs comes out of this one call, as DistributedDataParallel
+        requires): `detach_std` trains the log-std head on stop-gradient features; `aux` adds the aux head's
+        prediction of the privileged state (None when the policy has no aux head)."""
         h = self.encode(obs)  # (B, D)
-        mean, log_std = self.action_head(h)
+        mean, log_std = self.action_head(h, detach_std)
         chunk = self.chunk_head(h) if self.chunk_head is not None else None
-        return PolicyOutput(mean, log_std, chunk, h)
+        aux_pred = self.aux_state_head(h) if aux and self.aux_state_head is not None else None
+        return PolicyOutput(mean, log_std, chunk, h, aux_pred)
 
     # ----- the API used by BC, PPO, evaluation -----
     def dist_from_output(self, out: PolicyOutput) -> Independent:
@@ -323,11 +348,13 @@ def policy_summary(policy: MultimodalPolicy) -> dict:
     cfg = policy.cfg
     return {
         "params": policy.num_params(),
+        "params_exported": policy.num_params() - count(policy.aux_state_head),
         "params_image_stems": count(policy.stems),
         "params_vector_tokenizers": count(policy.vec_tokenizers),
         "params_embeddings": embeddings,
         "params_transformer": count(policy.encoder),
         "params_heads": count(policy.action_head) + count(policy.chunk_head),
+        "params_aux_head_training_only": count(policy.aux_state_head),
         "flops_per_step": policy.flops_per_step(),
         "mflops_per_step": round(policy.flops_per_step() / 1e6, 2),
         "tokens": policy.num_tokens,

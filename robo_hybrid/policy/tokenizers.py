@@ -19,13 +19,23 @@ def image_to_float(image: torch.Tensor) -> torch.Tensor:
 
 
 class ConvStem(nn.Module):
-    """3x3 stride-2 conv + ReLU layers, then a 3x3 stride-2 conv to D channels: a small CNN patch stem."""
+    """3x3 stride-2 conv + ReLU layers, then a 3x3 stride-2 conv to D channels: a small CNN patch stem.
+
+    With `coord_channels` two constant channels holding the pixel's x and y in [-1, 1] are appended to the
+    image (CoordConv), so the first layers can encode absolute position: the policy must localise the object
+    in the fixed camera's frame, since the goal and the end effector arrive as vectors in world coordinates.
+    """
 
     kernel, stride, padding = 3, 2, 1
+    coords: torch.Tensor
 
-    def __init__(self, channels: list[int], d_model: int) -> None:
+    def __init__(self, channels: list[int], d_model: int, image_size: int = 84, coord_channels: bool = False) -> None:
         super().__init__()
-        chans = [3, *channels, d_model]
+        self.coord_channels = coord_channels
+        lin = torch.linspace(-1.0, 1.0, image_size)
+        ys, xs = torch.meshgrid(lin, lin, indexing="ij")
+        self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)  # (1, 2, H, W)
+        chans = [5 if coord_channels else 3, *channels, d_model]
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
             layers.append(nn.Conv2d(c_in, c_out, self.kernel, self.stride, self.padding))
@@ -51,7 +61,10 @@ class ConvStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, H, W) float in [0, 1] -> (N, D, h, w)."""
-        return self.net(x - 0.5)
+        x = x - 0.5
+        if self.coord_channels:
+            x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)  # (N, 5, H, W)
+        return self.net(x)
 
 
 class ResNetStem(nn.Module):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import random_obs, tiny_cfg
+from policy_testlib import random_obs, tiny_cfg
 from torch.utils.flop_counter import FlopCounterMode
 
 from robo_hybrid.data import make_synthetic_demos
-from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy, PolicyConfig, policy_summary
+from robo_hybrid.policy import AUX_TARGET_KEY, HISTORY_MASK_KEY, MultimodalPolicy, PolicyConfig, policy_summary
 
 
 @pytest.mark.parametrize(
@@ -95,6 +95,27 @@ def test_policy_never_reads_privileged(spec32, history):
     torch.testing.assert_close(policy.act(garbage), ref)
     absent = {k: v for k, v in obs.items() if k != "privileged"}
     torch.testing.assert_close(policy.act(absent), ref)
+    with_target = dict(obs, **{AUX_TARGET_KEY: torch.randn(2, 13)})  # BC's auxiliary target is not an input either
+    torch.testing.assert_close(policy.act(with_target), ref)
+
+
+def test_aux_state_head_is_training_only(spec32):
+    policy = MultimodalPolicy(tiny_cfg(), spec32)
+    assert policy.aux_state_head is not None and policy.aux_dim == 3  # object position by default
+    assert MultimodalPolicy(tiny_cfg(aux_state_dims=0), spec32).aux_dim == 13
+    obs = random_obs(spec32, 3)
+    out = policy(obs, aux=True)
+    assert out.aux is not None and out.aux.shape == (3, 3) and policy(obs).aux is None
+    loss = policy.aux_state_loss(out.aux, torch.randn(3, 13))
+    loss.backward()
+    assert loss.item() > 0 and policy.aux_state_head.weight.grad is not None
+    assert "privileged" not in policy.as_onnx().input_names
+    s = policy_summary(policy)
+    assert s["params"] - s["params_exported"] == s["params_aux_head_training_only"] == 32 * 3 + 3
+    off = MultimodalPolicy(tiny_cfg(aux_state_head=False), spec32)
+    assert off.aux_state_head is None and policy.flops_per_step() == off.flops_per_step()
+    with pytest.raises(RuntimeError, match="no aux state head"):
+        off.aux_state_loss(out.aux, torch.randn(3, 13))
 
 
 def test_gaussian_head_bounds_and_distribution(spec32):
@@ -165,3 +186,16 @@ def test_resnet18_option_sizes_match_forward(spec32):
 def test_config_validation_says_what_to_change(bad):
     with pytest.raises(ValueError, match="policy"):
         PolicyConfig(**bad)
+
+
+def test_coord_channels_make_the_stem_position_aware():
+    from robo_hybrid.policy.tokenizers import ConvStem
+
+    torch.manual_seed(0)
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    with_coords = ConvStem([8, 16], 32, image_size=32, coord_channels=True)(flat)  # (1, 32, 4, 4)
+    without = ConvStem([8, 16], 32, image_size=32, coord_channels=False)(flat)
+    inner = (slice(None), slice(None), slice(1, 3), slice(1, 3))  # away from the zero-padded border
+    assert without[inner].std(dim=(2, 3)).max() < 1e-6  # a uniform image gives uniform interior features
+    assert with_coords[inner].std(dim=(2, 3)).max() > 1e-4
+    assert "coords" not in ConvStem([8], 32, 32, True).state_dict()  # rebuilt, not stored

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import torch
-from conftest import random_obs, tiny_cfg
+from policy_testlib import random_obs, tiny_cfg
 
 from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy
 
