@@ -370,15 +370,21 @@ class BCTrainer:
         main = self.dist.is_main  # the other ranks only train
         bar = tqdm(total=self.bc.steps, initial=self.step, desc="bc", disable=not (self.bc.progress_bar and main))
         train_s, samples = 0.0, 0  # gradient-step time only (validation, evaluation, checkpoints excluded)
+        sums: dict[str, float] = {}  # train metrics summed since the last log line (logged as interval means)
         try:
             while self.step < self.bc.steps:
                 t0 = time.perf_counter()
-                metrics = self.train_step()
+                step_metrics = self.train_step()
                 train_s, samples = train_s + time.perf_counter() - t0, samples + self.bc.batch_size
+                for k, v in step_metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
                 bar.update(1)
                 if self._due(self.bc.log_every) or self.step == self.bc.steps:
+                    n = samples // self.bc.batch_size
+                    metrics = {k: v / n for k, v in sums.items()}
+                    metrics["lr"] = step_metrics["lr"]
                     metrics["samples_per_s"] = samples / max(train_s, 1e-9)
-                    train_s, samples = 0.0, 0
+                    train_s, samples, sums = 0.0, 0, {}
                     self._log("train", metrics)
                     self.last["train"] = metrics
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}", mse=f"{metrics['mse']:.4f}",
