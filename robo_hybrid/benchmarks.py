@@ -487,7 +487,7 @@ def _bc_phase(ctx: dict, seed: int, tracker: Checkpoints, phase_end_s: float, ru
         if n == 20 or n % 250 == 0:  # re-estimate the steps left in the phase (the machine is shared)
             per_step_s = (clock.elapsed() - t0) / n
             bc.steps = trainer.step + max(0, int((phase_end_s - clock.elapsed()) / per_step_s))
-        if n % bc.log_every == 0:
+        if n % bc.log_every == 0 and trainer.log is not None:
             trainer.log.add("train", trainer.step, metrics)
         if tracker.due():
             with clock.paused():
@@ -506,7 +506,7 @@ def run_bc(ctx: dict, seed: int, tracker: Checkpoints) -> dict:
                 trainer.evaluate()
         trainer.save()
     finally:
-        trainer.log.close()
+        trainer.close()
     return {**info, "run_dir": str(run_dir)}
 
 
@@ -523,7 +523,7 @@ def run_bc_ppo(ctx: dict, seed: int, tracker: Checkpoints) -> dict:
     try:
         bc_file = ckpt.save_policy(run_dir / "bc_policy.safetensors", trainer.policy)
     finally:
-        trainer.log.close()
+        trainer.close()
     root = copy.deepcopy(ctx["ppo_root"])
     root.seed, root.run_dir, root.checkpoint = seed, str(run_dir / "ppo"), str(bc_file)
     pc = root.algo
