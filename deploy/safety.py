@@ -37,10 +37,12 @@ class SafetyConfig:
 
     enabled: bool = True
     """Rate limit and workspace box; False leaves only the checks that can never be disabled."""
-    max_action_step: float = 0.5
-    """Largest change of an xyz action component per control step (action units; acceleration-like)."""
-    max_action_jerk: float = 0.5
-    """Largest change of that per-step change per step (action units; jerk-like)."""
+    max_action_step: float = 1.0
+    """Largest change of an xyz action component per control step (action units; acceleration-like). On rh6 at
+    25 Hz one unit is 2 cm per step, so 1.0 is ~12.5 m/s^2: about a Franka arm's Cartesian limit (13 m/s^2)."""
+    max_action_jerk: float = 2.0
+    """Largest change of that per-step change per step (action units; jerk-like). 2.0 lets a full reversal of
+    acceleration through in one step, as the arm's own jerk limit (thousands of m/s^3) would."""
     rate_limit_gripper: bool = False
     """Also rate-limit the gripper command (off: grippers were trained with open/close steps)."""
     workspace: bool = True
