@@ -7,6 +7,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from robo_hybrid.deploy.mock import MockRobot
+from robo_hybrid.deploy.safety import SafetyConfig
 from robo_hybrid.spec import IOSpec
 
 _ONNX_TYPES = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT}
@@ -90,7 +91,10 @@ def build_policy_onnx(
 
 
 def assert_commands_safe(
-    robot: MockRobot, max_step: float | None = 0.5, max_jerk: float | None = 0.5, tol: float = 1e-5
+    robot: MockRobot,
+    max_step: float | None = SafetyConfig.max_action_step,
+    max_jerk: float | None = SafetyConfig.max_action_jerk,
+    tol: float = 1e-5,
 ) -> None:
     """Every command the mock received: finite, in bounds, ee target inside the allowed box, rate-limited.
 
