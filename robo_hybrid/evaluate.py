@@ -7,7 +7,6 @@ import json
 import math
 import os
 import time
-from collections import deque
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from robo_hybrid.policy.config import PolicyConfig
-from robo_hybrid.policy.model import HISTORY_MASK_KEY, MultimodalPolicy
+from robo_hybrid.policy.model import MultimodalPolicy
 from robo_hybrid.spec import IOSpec
 
 EVAL_SEED_BASE = 1_000_000  # demo seeds are small integers; evaluation seeds never overlap them
@@ -57,29 +56,6 @@ class EvalReport:
                 f"mean return {self.mean_return:.2f}")
 
 
-class HistoryBuffer:
-    """Keeps the last K observations of one env and builds the policy's (1, K, ...) input with its mask."""
-
-    def __init__(self, keys: tuple[str, ...], k: int):
-        self.keys, self.k = keys, k
-        self.frames: deque[dict[str, np.ndarray]] = deque(maxlen=k)
-
-    def reset(self) -> None:
-        """Forget the previous episode."""
-        self.frames.clear()
-
-    def push(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """Add an observation; returns the batched policy input."""
-        self.frames.append({key: obs[key] for key in self.keys})
-        if self.k == 1:
-            return {key: torch.as_tensor(obs[key])[None] for key in self.keys}
-        pad = self.k - len(self.frames)
-        frames = [self.frames[0]] * pad + list(self.frames)
-        out = {key: torch.as_tensor(np.stack([f[key] for f in frames]))[None] for key in self.keys}
-        out[HISTORY_MASK_KEY] = torch.tensor([[False] * pad + [True] * len(self.frames)])
-        return out
-
-
 def build_policy(policy_cfg: dict, spec_json: str, weights: bytes) -> MultimodalPolicy:
     """Rebuild a policy from its config, spec and safetensors bytes (what eval workers receive)."""
     from safetensors.torch import load  # noqa: PLC0415
@@ -117,24 +93,29 @@ def run_episodes(policy_cfg: dict, spec_json: str, weights: bytes, task: str, en
     """Worker: roll the deterministic policy out on each seed; frames for the first `record` episodes."""
     torch.set_num_threads(1)
     from robo_hybrid.envs import EnvConfig, make_env  # noqa: PLC0415  (torch first, then GL)
+    from robo_hybrid.rl.rollout import HistoryStacker  # noqa: PLC0415
 
     policy = build_policy(policy_cfg, spec_json, weights)
     env = make_env(task, cfg=EnvConfig(**env_cfg))
-    hist = HistoryBuffer(policy.spec.policy_keys, policy.cfg.history)
+    hist = HistoryStacker(policy.cfg.history, policy.spec.policy_keys)
+
+    def batch1(o: dict) -> dict[str, np.ndarray]:
+        return {k: np.asarray(o[k])[None] for k in policy.spec.policy_keys}
     results = []
     try:
         for i, seed in enumerate(seeds):
             obs, _ = env.reset(seed=seed)
-            hist.reset()
+            window = hist.reset(batch1(obs))
             ret, length, success, frames = 0.0, 0, False, []
             while True:
-                action = policy.act(hist.push(obs))[0].numpy()
+                action = policy.act({k: torch.as_tensor(v) for k, v in window.items()})[0].numpy()
                 if i < record:
                     img = obs["image"]
                     scale = max(1, 168 // img.shape[0])
                     big = img.repeat(scale, 0).repeat(scale, 1)
                     frames.append(np.concatenate([big, _draw_action_panel(action, big.shape[0])], axis=1))
                 obs, reward, term, trunc, info = env.step(action)
+                window = hist.push(batch1(obs), np.zeros(1, bool))
                 ret, length = ret + float(reward), length + 1
                 success = success or bool(info["is_success"])
                 if term or trunc:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from robo_hybrid.envs import make_env
-from robo_hybrid.evaluate import EVAL_SEED_BASE, HistoryBuffer, evaluate, wilson_interval
+from robo_hybrid.evaluate import EVAL_SEED_BASE, evaluate, wilson_interval
 from robo_hybrid.policy.model import MultimodalPolicy
 
 
@@ -32,10 +31,10 @@ def test_evaluate_writes_report_and_video(tmp_path, tiny_policy_cfg):
     assert (tmp_path / "v.mp4").stat().st_size > 1000
 
 
-def test_history_buffer_pads_and_masks():
-    hb = HistoryBuffer(("proprio",), k=3)
-    x = hb.push({"proprio": np.ones(2, np.float32)})
-    assert x["proprio"].shape == (1, 3, 2) and x["history_mask"].tolist() == [[False, False, True]]
-    hb.push({"proprio": 2 * np.ones(2, np.float32)})
-    x = hb.push({"proprio": 3 * np.ones(2, np.float32)})
-    assert x["history_mask"].all() and x["proprio"][0, :, 0].tolist() == [1, 2, 3]
+def test_evaluate_a_history_policy(tiny_policy_cfg):
+    from dataclasses import replace
+
+    spec = make_env("reach", image_size=32, render=False).unwrapped.io_spec
+    policy = MultimodalPolicy(replace(tiny_policy_cfg, history=3), spec).eval()
+    rep = evaluate(policy, "reach", {"image_size": 32, "episode_steps": 5}, episodes=2, workers=1, progress=False)
+    assert rep.episodes == 2 and rep.mean_length == 5
