@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch  # before any MuJoCo GL context exists in this process (triton vs Mesa)
+import torch  # noqa: F401  (before any MuJoCo GL context exists in this process: triton vs Mesa)
 
 import robo_hybrid.policy  # noqa: F401  (same reason: the policy package loads more of torch)
 from robo_hybrid.cli import load_config
@@ -40,7 +40,6 @@ def final_eval(policy, cfg: Config, out_dir: Path, env_cfg: dict | None = None):
 
 def train(cfg: Config):
     """Run the configured algorithm; returns (policy, run_dir)."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if cfg.algo.name == "bc":
         from robo_hybrid.bc import train_bc  # noqa: PLC0415
 
