@@ -122,7 +122,7 @@ def parity_observations(cfg: Config, policy, n: int = 64) -> dict:
 
 def export(cfg: Config, policy, out: Path) -> dict:
     """Export + parity (+ int8); returns a dict of what was written and measured."""
-    from robo_hybrid.export import export_onnx, ort_latency_ms, quantize_int8  # noqa: PLC0415
+    from robo_hybrid.export import export_onnx, ort_latency_ms, ort_session, quantize_int8  # noqa: PLC0415
 
     obs = parity_observations(cfg, policy)
     rep = export_onnx(policy, out, parity_obs=obs, train_config=asdict(cfg))
@@ -133,10 +133,9 @@ def export(cfg: Config, policy, out: Path) -> dict:
     if cfg.export.int8:
         q = quantize_int8(out, out.with_name(out.stem + ".int8.onnx"))
         import numpy as np  # noqa: PLC0415
-        import onnxruntime as ort  # noqa: PLC0415
 
-        a = np.asarray(ort.InferenceSession(str(out)).run(None, obs)[0])
-        b = np.asarray(ort.InferenceSession(q).run(None, obs)[0])
+        a = np.asarray(ort_session(out).run(None, obs)[0])
+        b = np.asarray(ort_session(q).run(None, obs)[0])
         one = {k: v[:1] for k, v in obs.items()}
         fp32, int8 = ort_latency_ms(out, one), ort_latency_ms(q, one)
         result["int8"] = {"path": q, "max_abs_diff_vs_fp32": float(np.max(np.abs(a - b))),

@@ -111,7 +111,8 @@ def _batch(obs: dict[str, np.ndarray]) -> int:
     return len(next(iter(obs.values())))
 
 
-def _ort_session(path: str | os.PathLike):
+def ort_session(path: str | os.PathLike):
+    """onnxruntime CPU session with 1 intra-op and 1 inter-op thread."""
     import onnxruntime as ort  # noqa: PLC0415
 
     so = ort.SessionOptions()
@@ -128,7 +129,7 @@ def check_parity(wrapper: torch.nn.Module, onnx_path: str | os.PathLike, obs: di
     with torch.no_grad():
         ref = wrapper(*[torch.as_tensor(feeds[n]) for n in names])
     ref = ref if isinstance(ref, tuple) else (ref,)
-    got = _ort_session(onnx_path).run(None, feeds)
+    got = ort_session(onnx_path).run(None, feeds)
     diff = max(float(np.max(np.abs(r.numpy() - g))) for r, g in zip(ref, got, strict=True))
     if not diff <= atol:
         raise ParityError(f"onnxruntime differs from torch by {diff:.2e} > {atol:.0e} on {_batch(obs)} observations")
@@ -156,7 +157,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike) -> str:
 
 def ort_latency_ms(path: str | os.PathLike, feeds: dict[str, np.ndarray], iters: int = 300) -> tuple[float, float]:
     """Batch-1 onnxruntime latency (p50, p99) in ms on one thread."""
-    sess = _ort_session(path)
+    sess = ort_session(path)
     for _ in range(20):
         sess.run(None, feeds)
     t = []
