@@ -1,4 +1,4 @@
-"""Scripted experts for the rh6 tasks: closed-loop phase machines that read privileged state (allowed for experts)."""
+"""Scripted experts for the rh6 tasks, reading privileged state (allowed for experts): closed-loop controllers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ def move_toward(tcp: np.ndarray, target: np.ndarray, gain: float = 1.0) -> np.nd
     return np.clip(gain * (target - tcp) / MAX_EE_DELTA_M, -1.0, 1.0)
 
 
+def head_toward(tcp: np.ndarray, target: np.ndarray, gain: float = 1.0) -> np.ndarray:
+    """Like move_toward, but scaled down as a whole instead of clipped per axis: the tool keeps its heading."""
+    v = gain * (target - tcp) / MAX_EE_DELTA_M
+    return v / max(1.0, float(np.abs(v).max()))
+
+
 class ReachExpert:
     """Straight line to the goal, gripper open."""
 
@@ -27,46 +33,40 @@ class ReachExpert:
 
 
 class PushExpert:
-    """Go behind the object on the goal line, lower, push; back off and re-align when it drifts sideways."""
+    """A stateless vector field (the action is a function of the current state alone, which makes it easy to
+    imitate): behind the object on the object->goal line and low, push along that line while steering the tool
+    back onto it; anywhere else, travel to the stand-off point behind the object, high while far from it and
+    coming down as it closes in, so the tool never sweeps the object off its line."""
 
-    def __init__(self, standoff_m: float = 0.02, lateral_tol_m: float = 0.012):
-        self.standoff_m, self.lateral_tol_m = standoff_m, lateral_tol_m
-        self.phase = "approach"
+    def __init__(self, standoff_m: float = 0.03, corridor_m: float = 0.012, lift_m: float = 0.06):
+        self.standoff_m, self.corridor_m, self.lift_m = standoff_m, corridor_m, lift_m
 
     def reset(self) -> None:
-        """Start a new episode."""
-        self.phase = "approach"
+        """No episode state."""
 
     def act(self, obs: dict, env: ArmEnv) -> np.ndarray:
         """Action for the current state."""
         e = env.unwrapped
         tcp, obj, goal = e.tcp_pos, e.privileged_state()[:3].astype(np.float64), e.goal
         half = e.object_half_size_m
-        to_goal = goal[:2] - obj[:2]
-        direction = to_goal / (np.linalg.norm(to_goal) + 1e-9)
-        behind = obj[:2] - direction * (half + self.standoff_m + 0.012)
         push_z = half * 0.8
-        # lateral offset of the tool from the object->goal line
+        to_goal = goal[:2] - obj[:2]
+        u = to_goal / (np.linalg.norm(to_goal) + 1e-9)  # push direction
+        n = np.array([-u[1], u[0]])  # its normal on the table
         rel = tcp[:2] - obj[:2]
-        lateral = abs(rel[0] * direction[1] - rel[1] * direction[0])
-        along = rel @ direction
-        if self.phase == "push" and (lateral > self.lateral_tol_m * 1.6 or along > 0):
-            self.phase = "approach"
-        if self.phase == "approach":
-            if np.linalg.norm(tcp[:2] - behind) > 0.01:
-                above = np.array([*behind, max(push_z + 0.06, tcp[2])])  # stay above the object while moving
-                return np.array([*move_toward(tcp, above), GRIP_CLOSE], np.float32)
-            self.phase = "descend"
-        if self.phase == "descend":
-            target = np.array([*behind, push_z])
-            if abs(tcp[2] - push_z) > 0.008:
-                return np.array([*move_toward(tcp, target), GRIP_CLOSE], np.float32)
-            self.phase = "push"
-        # push: aim the tool at a point just behind where the object must end up, correcting sideways drift
-        aim = goal[:2] - direction * (half + 0.008)
-        target = np.array([*aim, push_z])
-        a = move_toward(tcp, target, gain=0.6)
-        return np.array([*a, GRIP_CLOSE], np.float32)
+        along, lateral = rel @ u, rel @ n
+        behind = obj[:2] - u * (half + self.standoff_m)
+        # in the pushing corridor: behind the object, near its centre line, low enough to touch it
+        in_corridor = (along < -half + 0.002) and abs(lateral) < self.corridor_m and tcp[2] < push_z + 0.015
+        if in_corridor:
+            # push toward a point just short of the goal (slowing down as the object gets there) and
+            # steer back onto the centre line in proportion to the lateral error
+            aim = goal[:2] - u * (half + 0.008) - n * lateral
+            return np.array([*head_toward(tcp, np.array([*aim, push_z]), gain=0.6), GRIP_CLOSE], np.float32)
+        d_behind = np.linalg.norm(tcp[:2] - behind)
+        # height: up to lift_m above the push height while far from the stand-off point, down as it closes in
+        z = push_z + self.lift_m * float(np.clip((d_behind - 0.01) / 0.03, 0.0, 1.0))
+        return np.array([*head_toward(tcp, np.array([*behind, z])), GRIP_CLOSE], np.float32)
 
 
 class PickPlaceExpert:

@@ -470,7 +470,7 @@ def _bc_phase(ctx: dict, seed: int, tracker: Checkpoints, phase_end_s: float, ru
     cfg.seed, cfg.run_dir, cfg.algo.progress_bar = seed, str(run_dir / "bc"), False
     demo_path = run_dir / "demos.hdf5"
     rep = collect(cfg.task.name, cfg.task.env, cfg.episodes, demo_path, seed=seed * cfg.episodes,
-                  workers=cfg.workers, progress=False)
+                  workers=cfg.workers, progress=False, action_noise=cfg.task.demo_action_noise)
     info = {"demos": rep.episodes, "demos_s": round(clock.elapsed(), 1)}
     print(f"[bench learn] {tracker.label:<14} t={clock.elapsed():7.0f} s  {rep.episodes} demos collected "
           f"(expert success {rep.success_rate:.0%})", flush=True)

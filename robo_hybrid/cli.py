@@ -61,7 +61,8 @@ def cmd_collect(args: list[str]) -> int:
 
     cfg = load_config(args)
     out = cfg.out or cfg.data
-    r = collect(cfg.task.name, cfg.task.env, cfg.episodes, out, seed=cfg.seed, workers=cfg.workers)
+    r = collect(cfg.task.name, cfg.task.env, cfg.episodes, out, seed=cfg.seed, workers=cfg.workers,
+                action_noise=cfg.task.demo_action_noise)
     print(f"wrote {r.path}: {r.episodes} episodes, expert success {r.success_rate:.1%}, "
           f"{r.env_steps} steps in {r.wall_s:.1f} s ({r.steps_per_s:.0f} env steps/s with {cfg.workers} worker(s))")
     return 0

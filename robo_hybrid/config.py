@@ -19,6 +19,7 @@ from robo_hybrid.policy.config import PolicyConfig
 
 TASK_NAMES = ("reach", "push", "pickplace", "fetch_reach", "fetch_push", "fetch_pickplace")
 BC_LOSSES = ("mse_nll", "nll")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
 def configs_dir() -> Path:
@@ -36,12 +37,16 @@ class TaskConfig:
     """Env options (image size, cameras, reward, randomization...), passed to make_env as EnvConfig."""
     demo_episodes: int = 200
     """Scripted demos this task needs for BC (the default of the top-level `episodes`)."""
+    demo_action_noise: float = 0.0
+    """DART noise during collection: the env executes expert + N(0, this) on xyz, the file keeps the clean action."""
 
     def __post_init__(self) -> None:
         if self.name not in TASK_NAMES:
             raise ValueError(f"task.name={self.name!r}: choose one of {TASK_NAMES} (task=<name> on the command line)")
         if self.demo_episodes < 1:
             raise ValueError("task.demo_episodes must be >= 1")
+        if not 0.0 <= self.demo_action_noise <= 1.0:
+            raise ValueError(f"task.demo_action_noise={self.demo_action_noise}: must be within [0, 1] (0 = clean)")
 
 
 @dataclass
@@ -94,10 +99,15 @@ class BCConfig:
     """Episodes per evaluation during training (read by whoever builds the hook)."""
     progress_bar: bool = True
     """Show a tqdm bar with loss and samples/s."""
+    amp: str = "auto"
+    """Mixed precision on a GPU (torch.autocast): 'auto' = bf16 where the GPU supports it, else fp16 with a gradient
+    scaler; 'off' = fp32. CPU training always runs in fp32 (the tested default)."""
 
     def __post_init__(self) -> None:
         if self.loss not in BC_LOSSES:
             raise ValueError(f"algo.loss={self.loss!r}: choose one of {BC_LOSSES}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"algo.amp={self.amp!r}: choose one of {AMP_MODES}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("algo.steps and algo.batch_size must be >= 1")
         if self.lr <= 0 or not 0.0 <= self.min_lr_ratio <= 1.0:

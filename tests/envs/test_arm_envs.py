@@ -162,3 +162,32 @@ def test_env_config_default_matches_spec_rate():
     assert env.unwrapped.io_spec.control_rate_hz == 50
     assert env.unwrapped.n_substeps == 10
     assert EnvConfig().control_rate_hz == 25
+
+
+def test_push_expert_is_a_function_of_the_state_alone():
+    """BC imitates a map state -> action: the Push expert must give the same action in the same state whatever
+    happened before (a phase machine with hysteresis would not), and keep pushing along the object->goal line."""
+    from robo_hybrid.envs.experts import PushExpert
+
+    env = make_env("push", render=False)
+    seasoned, fresh = PushExpert(), PushExpert()
+    obs, _ = env.reset(seed=11)
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        a = seasoned.act(obs, env)
+        assert np.array_equal(a, fresh.act(obs, env)), f"step {t}: the action depends on the expert's history"
+        fresh = PushExpert()  # a new instance each step: no memory at all
+        obs, *_ = env.step(np.clip(a + rng.normal(0, 0.5, 4) * [1, 1, 1, 0], -1, 1).astype(np.float32))
+    # in the pushing corridor the push keeps its heading: the xy action is parallel to object -> goal
+    e = env.unwrapped
+    obs, _ = env.reset(seed=12)
+    obj, goal = e.privileged_state()[:2].astype(float), e.goal[:2]
+    for _ in range(60):
+        a = seasoned.act(obs, env)
+        obj = e.privileged_state()[:2].astype(float)
+        if np.linalg.norm(e.tcp_pos[:2] - obj) < 0.05 and e.tcp_pos[2] < 0.035:
+            break
+        obs, *_ = env.step(a)
+    u = (goal - obj) / np.linalg.norm(goal - obj)
+    cos = a[:2] @ u / (np.linalg.norm(a[:2]) + 1e-9)
+    assert cos > 0.95, f"pushing at {np.degrees(np.arccos(min(cos, 1))):.0f} deg off the object->goal line"
