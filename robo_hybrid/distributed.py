@@ -34,6 +34,11 @@ class DistInfo:
         return self.rank == 0
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun sets it (0 outside torchrun); readable before the group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device: str = "cpu") -> DistInfo:
     """Join the process group torchrun describes (env:// rendezvous); a no-op outside torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -93,3 +98,52 @@ def shutdown(info: DistInfo) -> None:
     """Leave the process group."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def all_reduce_gradients(params, info: DistInfo) -> None:
+    """Average the gradients of `params` over ranks in one flattened all-reduce (what DDP does per bucket).
+
+    For updates whose control flow DDP's reducer cannot follow (PPO: several forward passes per backward, critic-
+    only steps, data-dependent early stops); call it after backward() and before clipping / optimizer.step(),
+    on every rank, for the same parameters (a parameter without a gradient contributes zeros)."""
+    if not info.enabled:
+        return
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world_size
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+def broadcast_module(module: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's parameters and buffers into every rank's `module` (same start everywhere)."""
+    if not info.enabled:
+        return
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def all_gather_cat(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Concatenation over ranks (along dim 0) of equally shaped tensors."""
+    if not info.enabled:
+        return t
+    parts = [torch.empty_like(t) for _ in range(info.world_size)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank if `flag` is true on any (for decisions all ranks must take together)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

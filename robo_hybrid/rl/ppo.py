@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from torch.distributions import Independent
 
+from robo_hybrid import distributed as ddp
 from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy, PolicyOutput
 
 from .config import PPOConfig, linear_schedule
@@ -76,8 +77,13 @@ class PPO:
 
     def __init__(self, actor: MultimodalPolicy, critic: TransformerCritic, cfg: PPOConfig,
                  bc_policy: MultimodalPolicy | None = None, rnd: RND | None = None,
-                 demo_batches: Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None) -> None:
+                 demo_batches: Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None,
+                 dist: ddp.DistInfo | None = None) -> None:
         self.cfg, self.device = cfg, torch.device(cfg.device)
+        # under torchrun every rank updates on its own rollouts and the gradients are averaged over ranks after
+        # each backward (all_reduce_gradients), so the ranks' networks stay identical; decisions that change the
+        # control flow (target-KL stop) use the global KL
+        self.dist_info = dist or ddp.DistInfo()
         self.actor, self.critic, self.rnd = actor.to(self.device), critic.to(self.device), rnd
         # frozen copy of the pretrained policy: the anchor of the KL regularizer
         if bc_policy is None and cfg.bc_reg == "kl":
@@ -140,7 +146,7 @@ class PPO:
         """PPO epochs over one batch; returns mean losses and diagnostics."""
         cfg = self.cfg
         if cfg.value_normalization:
-            self.value_rms.update(storage.returns)
+            self.value_rms.update(ddp.all_gather_cat(storage.returns, self.dist_info))  # same statistics on every rank
         storage.value_preds = self._value_predictions(storage)
         frozen, ent_coef, reg_coef = self.actor_frozen(it), self.entropy_coef(it), self.bc_reg_coef(it)
         sums: dict[str, float] = {}
@@ -158,7 +164,7 @@ class PPO:
                 actor_updates += 0 if early_stop else 1
             stats.update(self._critic_step(batch, obs))
             if self.rnd is not None:
-                stats["rnd_loss"] = self.rnd.update(obs)
+                stats["rnd_loss"] = self.rnd.update(obs, sync=lambda ps: ddp.all_reduce_gradients(ps, self.dist_info))
             for k, v in stats.items():
                 sums[k], counts[k] = sums.get(k, 0.0) + float(v), counts.get(k, 0) + 1
         self.actor.eval()
@@ -190,6 +196,7 @@ class PPO:
         value_loss = clipped_value_loss(values, old_values, returns, self.cfg.value_clip_coef)
         self.critic_optimizer.zero_grad(set_to_none=True)
         (self.cfg.value_loss_coef * value_loss).backward()
+        ddp.all_reduce_gradients(self.critic.parameters(), self.dist_info)
         grad_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.max_grad_norm)
         self.critic_optimizer.step()
         return {"value_loss": value_loss.item(), "critic_grad_norm": float(grad_norm)}
@@ -201,7 +208,7 @@ class PPO:
         d = self.dist(out)
         log_probs, entropy = d.log_prob(batch["actions"]), d.entropy()
         kl = approx_kl(log_probs, batch["log_probs"])
-        if cfg.target_kl > 0 and kl.item() > 1.5 * cfg.target_kl:
+        if cfg.target_kl > 0 and ddp.all_mean(kl.item(), self.dist_info) > 1.5 * cfg.target_kl:
             # trust region left: stop this iteration's epochs before the step that would overshoot
             return {"stop": 1.0, "approx_kl": kl.item()}
         adv = batch["advantages"]
@@ -214,6 +221,7 @@ class PPO:
         loss = loss + reg_coef * reg
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        ddp.all_reduce_gradients(self.actor.parameters(), self.dist_info)
         grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
         self.actor_optimizer.step()
         return {"policy_loss": policy_loss.item(), "entropy": entropy.mean().item(), "approx_kl": kl.item(),

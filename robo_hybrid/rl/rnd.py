@@ -6,6 +6,8 @@ statistics, and the bonus is divided by a running std so that `rnd.coef` has a s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 import torch.nn as nn
 
@@ -56,10 +58,13 @@ class RND(nn.Module):
             self.bonus_rms.update(err)
         return err / self.bonus_rms.std
 
-    def update(self, obs: dict[str, torch.Tensor]) -> float:
-        """One predictor step on a minibatch; returns the distillation loss."""
+    def update(self, obs: dict[str, torch.Tensor],
+               sync: Callable[[Iterable[nn.Parameter]], None] | None = None) -> float:
+        """One predictor step on a minibatch; returns the distillation loss. `sync` averages gradients (torchrun)."""
         loss = self._error(obs).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if sync is not None:
+            sync(self.predictor.parameters())
         self.optimizer.step()
         return loss.item()

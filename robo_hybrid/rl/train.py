@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from robo_hybrid import checkpoint as ckpt
+from robo_hybrid import distributed as ddp
 from robo_hybrid.envs import EnvConfig, make_env
 from robo_hybrid.envs.rewards import DENSE_WEIGHTS
 from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
@@ -70,7 +71,12 @@ class PPOTrainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(seed)
-        self.device = torch.device(cfg.device)
+        # torchrun: every rank runs its own env workers on its own seeds; gradients are averaged over ranks; rank 0
+        # evaluates, logs and writes checkpoints
+        self.dist = ddp.init_distributed(cfg.device)
+        self.device = ddp.device_for(cfg.device, self.dist)
+        if str(self.device) != cfg.device:
+            cfg = self.cfg = replace(cfg, device=str(self.device))  # cuda:<local rank>
         # the env's own reward is sparse for 'learned' (shaping is added here) and 'sparse'
         self.env_cfg = replace(env_cfg, reward="dense" if cfg.reward == "dense" else "sparse")
         probe = make_env(task, cfg=replace(self.env_cfg, render=False))
@@ -103,29 +109,37 @@ class PPOTrainer:
             cfg = self.cfg = replace(cfg, bc_reg="none")
         demos = demo_batches(demos_path, self.policy, cfg.minibatch_size, seed) if cfg.bc_reg == "bc_nll" else None
         bc_anchor = copy.deepcopy(self.policy) if cfg.bc_reg == "kl" else None
-        self.ppo = PPO(self.policy, self.critic, cfg, bc_policy=bc_anchor, rnd=self.rnd, demo_batches=demos)
+        self.ppo = PPO(self.policy, self.critic, cfg, bc_policy=bc_anchor, rnd=self.rnd, demo_batches=demos,
+                       dist=self.dist)
         self.it, self.env_steps, self.elapsed_s, self.best_success = 0, 0, 0.0, -1.0
         self.min_success, self.initial_eval, self.last_eval = float("nan"), {}, {}
         self._saved: tuple[int, Path] | None = None
         if resume_dir is not None:
             self._restore(resume_dir)
+        for module in (*self.ppo.modules().values(), self.policy):
+            ddp.broadcast_module(module, self.dist)  # one start on every rank (scratch init, RND target, stats)
+        if self.dist.enabled:  # ...but each rank samples its own actions (a checkpoint holds rank 0's generator)
+            torch.manual_seed(seed + 1000 * self.dist.rank + self.it)
         self.reward_model_path: Path | None = None
         t0 = time.perf_counter()
         shaper = self._build_shaper(resume_dir)
         if resume_dir is None:
             self.elapsed_s += time.perf_counter() - t0  # reward-model pre-training is part of the method's budget
         dense = DENSE_WEIGHTS.get(task.removeprefix("fetch_"), {}) if cfg.reward == "dense" else {}
-        train_seed = seed + cfg.train_seed_offset + self.it * cfg.num_envs  # new episodes after a resume
+        # new episodes after a resume; ranks interleave: rank r of R starts its envs at block it * R + r
+        train_seed = seed + cfg.train_seed_offset + (self.it * self.dist.world_size + self.dist.rank) * cfg.num_envs
         self.collector = RolloutCollector(self.envs, self.ppo, train_seed, shaper, dense)
         self.storage = RolloutStorage(cfg.num_steps, cfg.num_envs, self.collector.example_obs(),
                                       self.policy.action_dim, self.device)
         from robo_hybrid.bc import RunLog  # noqa: PLC0415  (metrics.jsonl + TensorBoard, shared with BC)
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.config_yaml:
-            ckpt.atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
-        ckpt.atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.spec.to_json())
-        self.log = RunLog(self.run_dir, self.it)
+        self.log: RunLog | None = None  # rank 0 only
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.config_yaml:
+                ckpt.atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
+            ckpt.atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.spec.to_json())
+            self.log = RunLog(self.run_dir, self.it)
 
     # ----- construction -----
     def _resume_dir(self, resume: bool) -> Path | None:
@@ -160,6 +174,7 @@ class PPOTrainer:
         model, self.reward_model_path = build_reward_model(
             self.cfg, self.spec, self.policy, self.eval_envs, self.demos_path, self.run_dir, self.seed,
             saved if saved is not None and saved.is_file() else None)
+        ddp.broadcast_module(model, self.dist)  # rank 0's reward model shapes every rank's rewards
         return PotentialShaper(model.to(self.device), self.cfg.gamma, self.device)
 
     # ----- checkpoints -----
@@ -179,8 +194,10 @@ class PPOTrainer:
         load_ppo_state(state_dir(self.run_dir, self.it), self.ppo.modules(), self.ppo.optimizers(), self.ppo.bc_policy)
         log.info("resumed PPO from %s at iteration %d", ckpt_dir, self.it)
 
-    def save(self) -> Path:
-        """PPO state first, then the policy checkpoint (which moves latest.json); prune both together."""
+    def save(self) -> Path | None:
+        """PPO state first, then the policy checkpoint (which moves latest.json); prune both together (rank 0)."""
+        if not self.dist.is_main:
+            return None
         if self._saved is not None and self._saved[0] == self.it:
             return self._saved[1]
         bc = self.ppo.bc_policy
@@ -192,18 +209,25 @@ class PPOTrainer:
         return path
 
     # ----- loop -----
+    def _log_add(self, kind: str, metrics: dict[str, float]) -> None:
+        if self.log is not None:
+            self.log.add(kind, self.it, metrics)
+
     def evaluate(self) -> dict[str, float]:
-        """Held-out success of the deterministic actor on seeds eval_seed_offset + i; tracks best / min."""
+        """Held-out success of the deterministic actor on seeds eval_seed_offset + i; tracks best / min (rank 0)."""
+        if not self.dist.is_main:
+            return {}
         with torch.random.fork_rng(devices=[]):
             res = evaluate_policy(self.policy, self.eval_envs, self.cfg.eval_episodes, self.cfg.eval_seed_offset,
                                   self.device).as_dict()
         res.update(env_steps=self.env_steps, wall_s=self.elapsed_s)
-        self.log.add("eval", self.it, res)
+        self._log_add("eval", res)
         s = res["success_rate"]
         self.min_success = s if self.min_success != self.min_success else min(self.min_success, s)
         if s > self.best_success:
             self.best_success = s
             path = self.save()
+            assert path is not None
             ckpt.write_pointer(self.ckpt_root, "best", self.it, path.name, success_rate=s)
         self.last_eval = res
         return res
@@ -217,11 +241,12 @@ class PPOTrainer:
         self.storage.clear()
         t2 = time.perf_counter()
         self.it += 1
-        self.env_steps += self.cfg.batch_size
+        self.env_steps += self.cfg.batch_size * self.dist.world_size  # all ranks' experience
         self.elapsed_s += t2 - t0
+        # rollout statistics are rank 0's; losses are on each rank's minibatches, gradients the ranks' mean
         metrics.update(env_steps=self.env_steps, wall_s=self.elapsed_s, rollout_s=t1 - t0, update_s=t2 - t1,
-                       fps=self.cfg.batch_size / max(t2 - t0, 1e-9))
-        self.log.add("train", self.it, metrics)
+                       fps=self.cfg.batch_size * self.dist.world_size / max(t2 - t0, 1e-9))
+        self._log_add("train", metrics)
         return metrics
 
     def run(self) -> PPOResult:
@@ -234,7 +259,8 @@ class PPOTrainer:
             if self.it == 0:
                 self.initial_eval = self.evaluate()
             while self.it < cfg.iterations:
-                if cfg.time_budget_s > 0 and self.elapsed_s >= cfg.time_budget_s:
+                # all ranks stop together (their clocks differ a little)
+                if ddp.any_rank(cfg.time_budget_s > 0 and self.elapsed_s >= cfg.time_budget_s, self.dist):
                     log.info("time budget of %.0f s reached at iteration %d", cfg.time_budget_s, self.it)
                     break
                 m = self.iteration()
@@ -248,19 +274,23 @@ class PPOTrainer:
             if self.last_eval.get("env_steps") != self.env_steps:
                 self.evaluate()
             final = self.save()
-            plot_learning_curves(self.log.records, self.run_dir, title=f"{self.task} PPO ({cfg.reward})")
+            if self.log is not None:
+                plot_learning_curves(self.log.records, self.run_dir, title=f"{self.task} PPO ({cfg.reward})")
+            ddp.barrier(self.dist)  # the last checkpoint is complete before any rank returns
         finally:
             bar.close()
             self.close()
         best = {"success_rate": self.best_success}
-        return PPOResult(self.policy, self.run_dir, final, self.it, self.env_steps, self.elapsed_s,
+        return PPOResult(self.policy, self.run_dir, final or self.ckpt_root, self.it, self.env_steps, self.elapsed_s,
                          self.initial_eval, self.last_eval, best, self.min_success)
 
     def close(self) -> None:
         """Close the worker processes and the logs (idempotent)."""
         for envs in (self.envs, self.eval_envs):
             envs.close()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
+        ddp.shutdown(self.dist)
 
 
 def train_ppo(cfg: Any) -> PPOResult:
@@ -291,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     register()
     cfg = compose_config(["algo=ppo", *[a for a in args if not a.startswith("algo=")]])
     res = train_ppo(cfg)
+    if not res.final_eval:
+        return 0  # a torchrun rank other than 0: rank 0 reports
     print(f"PPO {res.iterations} iterations, {res.env_steps} env steps, {res.wall_s:.0f} s: held-out success "
           f"{res.initial_eval.get('success_rate', float('nan')):.1%} -> {res.final_eval.get('success_rate'):.1%} "
           f"(best {res.best_eval['success_rate']:.1%}, min {res.min_success:.1%}); checkpoint {res.checkpoint_dir}")

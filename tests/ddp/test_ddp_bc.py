@@ -35,3 +35,25 @@ def test_two_ranks_match_a_single_process(push_demos_32, tmp_path):
     assert not np.allclose(r0["losses"][0], r0["losses"][-1])  # it did learn something
     # only rank 0 writes checkpoints / logs: a single run dir with one writer
     assert (ddp / "run" / "config.yaml").exists()
+
+
+PPO_WORKER = str(Path(__file__).with_name("ppo_worker.py"))
+
+
+def test_ppo_under_torchrun_keeps_the_ranks_identical(push_demos_32, tmp_path):
+    """2 ranks x 2 envs: rollouts differ per rank, averaged gradients keep the actors equal; rank 0 alone writes."""
+    out = tmp_path / "ppo"
+    out.mkdir()
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", PPO_WORKER,
+          str(push_demos_32), str(out), "2", "algo.rnd.coef=0.1"])
+    r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world"] == 2 and r0["iterations"] == r1["iterations"] == 2
+    assert r0["actor"] == r1["actor"], "PPO ranks diverged: gradients were not averaged"
+    assert r0["env_steps"] == 2 * 2 * 2 * 8  # iterations x ranks x envs x steps: both ranks' experience counts
+    assert "success_rate" in r0["final_eval"] and r1["final_eval"] == {}  # rank 0 evaluates, the others train
+    records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]  # one writer, no duplicate rows
+    # the checkpoint resumes as any PPO run (here in one process)
+    _run([sys.executable, PPO_WORKER, str(push_demos_32), str(out), "3", "algo.rnd.coef=0.1", "resume=true"])
+    one = json.loads((out / "rank0.json").read_text())
+    assert one["iterations"] == 3 and one["world"] == 1
