@@ -75,6 +75,8 @@ def bc_loss(
     # mse_nll: the std head reads stop-gradient features, as its 1/std^2-scaled gradients would otherwise shake
     # the trunk whenever the mean is already close and the std small (that made BC spiky in tests)
     out = policy(batch, detach_std=loss_type != "nll", aux=use_aux)
+    # under autocast the heads may come out in bf16 / fp16: the losses are computed in fp32
+    out = out._replace(**{f: v.float() for f, v in zip(out._fields, out, strict=True) if torch.is_tensor(v)})
     target = inner.normalize_action(batch["action"])  # (B, A)
     A = target.shape[-1]
     mse = (out.mean - target).pow(2).mean()
@@ -181,6 +183,15 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for algo.amp on `device`: None (fp32) on CPU or with 'off'; bf16 / fp16 on CUDA."""
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
 def _b64(t: torch.Tensor) -> str:
     return base64.b64encode(t.numpy().tobytes()).decode()
 
@@ -229,6 +240,10 @@ class BCTrainer:
         if resume_dir is None:
             self.policy.fit_normalizers(self.train_set.stats())
         self.optimizer = make_optimizer(self.policy, self.bc)
+        self.amp_dtype = amp_dtype(self.bc.amp, self.device)
+        # fp16 needs loss scaling (its exponent range underflows small gradients); bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.pin = self.device.type == "cuda"  # page-locked host batches: asynchronous host -> GPU copies
         self.sampler = torch.Generator().manual_seed(cfg.seed)  # same stream on every rank: one global batch
         self.step, self.best_success = 0, -1.0
         if resume_dir is not None:
@@ -311,20 +326,35 @@ class BCTrainer:
             self.log.add(kind, self.step, metrics)
 
     # ----- loop -----
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.pin:
+            return {k: v.to(self.device) for k, v in batch.items()}
+        return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
+
     def train_step(self) -> dict[str, float]:
         """One gradient step on a fresh batch."""
         for g in self.optimizer.param_groups:
             g["lr"] = lr_at(self.step, self.bc)
         idx = torch.randint(len(self.train_set), (self.bc.batch_size,), generator=self.sampler).numpy()
         idx = idx[ddp.rank_slice(len(idx), self.dist)]  # this rank's part of the global batch
-        batch = {k: v.to(self.device) for k, v in self.train_set.get_batch(idx).items()}
+        batch = self._to_device(self.train_set.get_batch(idx))
         self.model.train()
-        loss, metrics = bc_loss(self.model, batch, self.bc.loss, self.bc.chunk_loss_weight, self.bc.aux_state_weight)
+        amp = self.amp_dtype is not None
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=amp):
+            loss, metrics = bc_loss(self.model, batch, self.bc.loss, self.bc.chunk_loss_weight,
+                                    self.bc.aux_state_weight)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # DDP: gradients averaged over ranks here
         clip = self.bc.grad_clip if self.bc.grad_clip > 0 else float("inf")
-        metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()  # DDP: gradients averaged over ranks here
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
+            self.scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
+            self.scaler.update()
+        else:
+            loss.backward()  # DDP: gradients averaged over ranks here
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
+            self.optimizer.step()
         self.step += 1
         metrics = {k: ddp.all_mean(v, self.dist) for k, v in metrics.items()}  # global-batch means
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -339,7 +369,7 @@ class BCTrainer:
         self.policy.eval()
         sums: dict[str, float] = {}
         for chunk in np.array_split(idx, max(1, len(idx) // (4 * self.bc.batch_size))):
-            batch = {k: v.to(self.device) for k, v in self.val_set.get_batch(chunk).items()}
+            batch = self._to_device(self.val_set.get_batch(chunk))
             _, m = bc_loss(self.policy, batch, self.bc.loss, self.bc.chunk_loss_weight, self.bc.aux_state_weight)
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + v * len(chunk)

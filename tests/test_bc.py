@@ -127,3 +127,28 @@ def test_tiny_bc_run_overfits_two_demos(loss_type, chunk, steps, mse_max, err_ma
         assert m["chunk_l1"] < 0.1 < first["chunk_l1"]
     err = (policy.act(batch) - batch["action"]).abs().max().item()
     assert err < err_max, f"max action error {err:.3f} in actuator units"
+
+
+def test_mixed_precision_choice_per_device():
+    from robo_hybrid.bc import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert all(amp_dtype(m, cpu) is None for m in ("auto", "bf16", "fp16", "off"))  # CPU trains in fp32
+    assert amp_dtype("off", torch.device("cuda")) is None
+    assert amp_dtype("bf16", torch.device("cuda")) == torch.bfloat16
+    with pytest.raises(ValueError, match="algo.amp"):
+        BCConfig(amp="half")
+
+
+def test_bc_loss_is_fp32_when_heads_come_out_in_bf16():
+    """Autocast on a GPU gives bf16 heads; the loss parts must still be computed (and returned) in fp32."""
+    demos = make_synthetic_demos(n_episodes=2, steps=6, image_size=16, seed=0)
+    policy = MultimodalPolicy(PolicyConfig(d_model=32, n_heads=2, n_layers=1, conv_channels=[8, 16], augment=False),
+                              demos.spec)
+    policy.fit_normalizers(DemoDataset(demos.episodes, demos.spec.policy_keys).stats())
+    batch = DemoDataset(demos.episodes, demos.spec.policy_keys).get_batch(np.arange(8))
+    ref, _ = bc_loss(policy, batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, parts = bc_loss(policy, batch)
+    assert loss.dtype == torch.float32 and math.isfinite(parts["mse"])
+    assert abs(loss.item() - ref.item()) < 0.05 * abs(ref.item()) + 0.05  # bf16 forward, close to the fp32 loss
