@@ -61,9 +61,12 @@ def train(cfg: Config):
 
 def cmd_train(args: list[str]) -> int:
     """`robo-hybrid train algo=bc task=push data=...`: train, then evaluate on held-out seeds."""
+    from robo_hybrid.distributed import launched_rank  # noqa: PLC0415
+
     cfg = load_config(args)
     policy, run_dir = train(cfg)
-    final_eval(policy, cfg, run_dir)
+    if launched_rank() == 0:  # under torchrun the other ranks only train
+        final_eval(policy, cfg, run_dir)
     return 0
 
 
@@ -182,7 +185,8 @@ def cmd_run(args: list[str]) -> int:
         demos = load_demos(cfg.data)
         print(f"[run] using {cfg.data}: {len(demos.episodes)} demos, expert success {demos.success_rate:.1%}")
     except DemoFileError:
-        r = collect(cfg.task.name, cfg.task.env, cfg.episodes, cfg.data, seed=cfg.seed, workers=cfg.workers)
+        r = collect(cfg.task.name, cfg.task.env, cfg.episodes, cfg.data, seed=cfg.seed, workers=cfg.workers,
+                    action_noise=cfg.task.demo_action_noise)
         print(f"[run] collected {r.episodes} demos of {cfg.task.name}: expert success {r.success_rate:.1%}, "
               f"{r.steps_per_s:.0f} env steps/s ({r.wall_s:.0f} s)")
     cfg.resume = True  # continue an interrupted run instead of refusing its run dir
