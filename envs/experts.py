@@ -70,43 +70,40 @@ class PushExpert:
 
 
 class PickPlaceExpert:
-    """Above the object, open, descend, close, lift, carry to the goal; start over if the object is dropped."""
+    """A stateless controller (the action is a function of the current state alone, which makes it easy to imitate):
+    object between the fingers and the fingers closed on it -> carry it to the goal, lifting clear of the table first;
+    object between the open fingers -> close; anywhere else -> fingers open, head for the object, high while far
+    from it and coming down onto it as the tool lines up. A dropped object is simply picked up again."""
 
-    def __init__(self):
-        self.phase, self.close_steps = "above", 0
+    def __init__(self, hover_m: float = 0.08, align_m: float = 0.006):
+        self.hover_m, self.align_m = hover_m, align_m
 
     def reset(self) -> None:
-        """Start a new episode."""
-        self.phase, self.close_steps = "above", 0
+        """No episode state."""
 
     def act(self, obs: dict, env: ArmEnv) -> np.ndarray:
         """Action for the current state."""
         e = env.unwrapped
         tcp, obj, goal = e.tcp_pos, e.privileged_state()[:3].astype(np.float64), e.goal
-        if self.phase in ("lift", "carry") and np.linalg.norm(obj - tcp) > 0.03:
-            self.phase, self.close_steps = "above", 0  # dropped it
-        if self.phase == "above":
-            target = np.array([obj[0], obj[1], obj[2] + 0.08])
-            if np.linalg.norm(tcp[:2] - obj[:2]) > 0.008 or abs(tcp[2] - target[2]) > 0.03:
-                return np.array([*move_toward(tcp, target), GRIP_OPEN], np.float32)
-            self.phase = "descend"
-        if self.phase == "descend":
-            target = np.array([obj[0], obj[1], obj[2] - 0.003])
-            if abs(tcp[2] - target[2]) > 0.006 or np.linalg.norm(tcp[:2] - obj[:2]) > 0.008:
-                return np.array([*move_toward(tcp, target), GRIP_OPEN], np.float32)
-            self.phase = "close"
-        if self.phase == "close":
-            self.close_steps += 1
-            if self.close_steps < 6:
-                return np.array([0, 0, 0, GRIP_CLOSE], np.float32)
-            self.phase = "lift"
-        if self.phase == "lift":
-            lift_z = min(goal[2] + 0.05, 0.2)  # clear the table before carrying sideways
-            if tcp[2] < lift_z - 0.02:
-                return np.array([*move_toward(tcp, np.array([tcp[0], tcp[1], lift_z])), GRIP_CLOSE], np.float32)
-            self.phase = "carry"
-        a = move_toward(tcp, goal + (tcp - obj), gain=0.8)
-        return np.array([*a, GRIP_CLOSE], np.float32)
+        width, opening = 2 * e.object_half_size_m, e.gripper_opening_m
+        d = obj - tcp
+        between = np.linalg.norm(d[:2]) < 0.012 and abs(d[2]) < 0.012  # object between the fingers
+        if between and width - 0.008 < opening < width + 0.006:  # fingers closed on it: carry
+            lift_z = min(goal[2] + 0.05, 0.2)
+            target = goal + (tcp - obj)
+            if np.linalg.norm(goal[:2] - obj[:2]) > 0.03:  # not there yet: clear the table before moving sideways
+                target[2] = max(target[2], lift_z)
+                if tcp[2] < lift_z - 0.03:
+                    target[:2] = tcp[:2]
+            return np.array([*head_toward(tcp, target, gain=0.8), GRIP_CLOSE], np.float32)
+        if between and opening >= width + 0.006:  # in place with the fingers open: close
+            return np.array([0.0, 0.0, 0.0, GRIP_CLOSE], np.float32)
+        # open the fingers and line up over the object, coming down onto it as the tool lines up
+        dxy = float(np.linalg.norm(d[:2]))
+        z = obj[2] - 0.003 + self.hover_m * float(np.clip((dxy - self.align_m) / 0.02, 0.0, 1.0))
+        if opening < width + 0.006 and tcp[2] < obj[2] + 0.03:  # fingers still (nearly) closed next to it: back up
+            z = max(z, obj[2] + 0.05)
+        return np.array([*head_toward(tcp, np.array([obj[0], obj[1], z])), GRIP_OPEN], np.float32)
 
 
 def make_expert(env):

@@ -164,20 +164,26 @@ def test_env_config_default_matches_spec_rate():
     assert EnvConfig().control_rate_hz == 25
 
 
-def test_push_expert_is_a_function_of_the_state_alone():
-    """BC imitates a map state -> action: the Push expert must give the same action in the same state whatever
-    happened before (a phase machine with hysteresis would not), and keep pushing along the object->goal line."""
-    from robo_hybrid.envs.experts import PushExpert
-
-    env = make_env("push", render=False)
-    seasoned, fresh = PushExpert(), PushExpert()
+@pytest.mark.parametrize("task", ["push", "pickplace"])
+def test_experts_are_functions_of_the_state_alone(task):
+    """BC imitates a map state -> action: the expert must give the same action in the same state whatever happened
+    before (a phase machine with hysteresis would not), here along a noisy trajectory."""
+    env = make_env(task, render=False)
+    seasoned = make_expert(env)
     obs, _ = env.reset(seed=11)
     rng = np.random.default_rng(0)
     for t in range(40):
         a = seasoned.act(obs, env)
+        fresh = make_expert(env)  # a new instance each step: no memory at all
         assert np.array_equal(a, fresh.act(obs, env)), f"step {t}: the action depends on the expert's history"
-        fresh = PushExpert()  # a new instance each step: no memory at all
         obs, *_ = env.step(np.clip(a + rng.normal(0, 0.5, 4) * [1, 1, 1, 0], -1, 1).astype(np.float32))
+
+
+def test_push_expert_pushes_along_the_object_goal_line():
+    from robo_hybrid.envs.experts import PushExpert
+
+    env = make_env("push", render=False)
+    seasoned = PushExpert()
     # in the pushing corridor the push keeps its heading: the xy action is parallel to object -> goal
     e = env.unwrapped
     obs, _ = env.reset(seed=12)
