@@ -117,11 +117,32 @@ def markdown_table(rows: list[AblationRow], episodes: int, base: list[str]) -> s
     return "\n".join(lines) + "\n"
 
 
-def run_ablations(base_overrides: list[str], variants: list[str] | tuple[str, ...] = DEFAULT_VARIANTS,
-                  out_dir: str | Path = "runs/ablation", episodes: int = 100) -> Path:
-    """Run the variants one after the other; write <out_dir>/ablation.md and ablation.json (after every row)."""
+def eval_curve(run_dir: str | Path) -> list[tuple[float, float]]:
+    """(training wall-clock s, held-out success) of the periodic evaluations in a run's metrics.jsonl."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(float(r.get("wall_s", 0.0)), float(r["success_rate"])) for r in recs
+            if r.get("kind") == "eval" and "success_rate" in r]
+
+
+def write_outputs(rows: list[AblationRow], out: Path, episodes: int, base: list[str]) -> None:
+    """ablation.md, ablation.json and ablation_curves.png (success against wall-clock of every trained variant)."""
     from robo_hybrid import checkpoint as ckpt  # noqa: PLC0415
 
+    from .plots import plot_ablation  # noqa: PLC0415
+
+    ckpt.atomic_write_text(out / "ablation.md", markdown_table(rows, episodes, base))
+    ckpt.atomic_write_text(out / "ablation.json", json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+    curves = {r.description: eval_curve(r.run_dir) for r in rows if r.iterations > 0}
+    if curves:
+        plot_ablation(curves, out / "ablation_curves.png", title="PPO ablation: held-out success (20-episode evals)")
+
+
+def run_ablations(base_overrides: list[str], variants: list[str] | tuple[str, ...] = DEFAULT_VARIANTS,
+                  out_dir: str | Path = "runs/ablation", episodes: int = 100) -> Path:
+    """Run the variants one after the other; write <out_dir>/ablation.md, .json and _curves.png after every row."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown ablation variants {unknown}; choose from {sorted(VARIANTS)}")
@@ -131,8 +152,7 @@ def run_ablations(base_overrides: list[str], variants: list[str] | tuple[str, ..
     for name in variants:
         log.info("ablation: %s", name)
         rows.append(run_variant(name, list(base_overrides), out, episodes))
-        ckpt.atomic_write_text(out / "ablation.md", markdown_table(rows, episodes, list(base_overrides)))
-        ckpt.atomic_write_text(out / "ablation.json", json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+        write_outputs(rows, out, episodes, list(base_overrides))
     return out / "ablation.md"
 
 

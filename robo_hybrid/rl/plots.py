@@ -59,3 +59,24 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     tmp.replace(path)
     return path
+
+
+def plot_ablation(curves: dict[str, list[tuple[float, float]]], out: str | Path, title: str = "") -> Path:
+    """Held-out success against training wall-clock, one line per variant: {label: [(seconds, success)]}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for label, points in curves.items():
+        if points:
+            xs, ys = zip(*sorted(points), strict=True)
+            ax.plot([x / 60 for x in xs], ys, marker="o", ms=3, label=label)
+    ax.set(xlabel="training wall-clock (min)", ylabel="held-out success", ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path = _save(fig, Path(out))
+    plt.close(fig)
+    return path
