@@ -79,11 +79,16 @@ def rank_slice(n: int, info: DistInfo) -> slice:
     return slice(info.rank * per, (info.rank + 1) * per)
 
 
+def _comm_device(info: DistInfo) -> torch.device:
+    """Where small control tensors live for a collective: nccl reduces GPU tensors only."""
+    return torch.device(f"cuda:{info.local_rank}") if info.backend == "nccl" else torch.device("cpu")
+
+
 def all_mean(value: float, info: DistInfo) -> float:
     """Mean of a scalar over ranks (for logging the global loss)."""
     if not info.enabled:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=_comm_device(info))
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
 
@@ -144,6 +149,6 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     """True on every rank if `flag` is true on any (for decisions all ranks must take together)."""
     if not info.enabled:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device(info))
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
