@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,10 +41,7 @@ def main() -> None:
     cfg = compose_config(["algo=ppo", *TINY, f"data={data}", f"run_dir={out / 'run'}", "checkpoint=",
                           f"algo.iterations={iters}", *extra])
     res = train_ppo(cfg)
-    import torch.distributed as dist  # noqa: PLC0415
-
-    rank = int(__import__("os").environ.get("RANK", "0"))
-    world = dist.get_world_size() if dist.is_initialized() else int(__import__("os").environ.get("WORLD_SIZE", "1"))
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     (out / f"rank{rank}.json").write_text(json.dumps({
         "actor": digest(res.policy), "iterations": res.iterations, "env_steps": res.env_steps, "world": world,
         "final_eval": res.final_eval}))
