@@ -143,10 +143,10 @@ def test_mixed_precision_choice_per_device():
 def test_bc_loss_is_fp32_when_heads_come_out_in_bf16():
     """Autocast on a GPU gives bf16 heads; the loss parts must still be computed (and returned) in fp32."""
     demos = make_synthetic_demos(n_episodes=2, steps=6, image_size=16, seed=0)
-    policy = MultimodalPolicy(PolicyConfig(d_model=32, n_heads=2, n_layers=1, conv_channels=[8, 16], augment=False),
-                              demos.spec)
-    policy.fit_normalizers(DemoDataset(demos.episodes, demos.spec.policy_keys).stats())
-    batch = DemoDataset(demos.episodes, demos.spec.policy_keys).get_batch(np.arange(8))
+    policy = MultimodalPolicy(_tiny(augment=False), demos.spec)
+    data = DemoDataset(demos.episodes, demos.spec.policy_keys)
+    policy.fit_normalizers(data.stats())
+    batch = data.get_batch(np.arange(8))
     ref, _ = bc_loss(policy, batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, parts = bc_loss(policy, batch)
