@@ -241,8 +241,9 @@ class BCTrainer:
             self.policy.fit_normalizers(self.train_set.stats())
         self.optimizer = make_optimizer(self.policy, self.bc)
         self.amp_dtype = amp_dtype(self.bc.amp, self.device)
-        # fp16 needs loss scaling (its exponent range underflows small gradients); bf16 and fp32 do not
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        # fp16 needs loss scaling (its exponent range underflows small gradients); bf16 and fp32 do not, and a
+        # disabled scaler passes the loss and the optimizer step straight through
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.pin = self.device.type == "cuda"  # page-locked host batches: asynchronous host -> GPU copies
         self.sampler = torch.Generator().manual_seed(cfg.seed)  # same stream on every rank: one global batch
         self.step, self.best_success = 0, -1.0
@@ -345,16 +346,11 @@ class BCTrainer:
                                     self.bc.aux_state_weight)
         self.optimizer.zero_grad(set_to_none=True)
         clip = self.bc.grad_clip if self.bc.grad_clip > 0 else float("inf")
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()  # DDP: gradients averaged over ranks here
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
-            self.scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
-            self.scaler.update()
-        else:
-            loss.backward()  # DDP: gradients averaged over ranks here
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
-            self.optimizer.step()
+        self.scaler.scale(loss).backward()  # DDP: gradients averaged over ranks here
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients
+        metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
+        self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed
+        self.scaler.update()
         self.step += 1
         metrics = {k: ddp.all_mean(v, self.dist) for k, v in metrics.items()}  # global-batch means
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
