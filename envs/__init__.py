@@ -8,17 +8,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym  # noqa: E402
 
-from .common import EnvConfig, RandomizationConfig  # noqa: E402
+from robo_hybrid.constants import TASK_IDS, task_name  # noqa: E402
 
-# short name -> gymnasium id
-TASK_IDS: dict[str, str] = {
-    "reach": "robo_hybrid/Reach-v0",
-    "push": "robo_hybrid/Push-v0",
-    "pickplace": "robo_hybrid/PickPlace-v0",
-    "fetch_reach": "robo_hybrid/FetchReach-v0",
-    "fetch_push": "robo_hybrid/FetchPush-v0",
-    "fetch_pickplace": "robo_hybrid/FetchPickAndPlace-v0",
-}
+from .common import EnvConfig, RandomizationConfig  # noqa: E402
 
 
 def _register() -> None:
@@ -30,16 +22,6 @@ def _register() -> None:
 
 
 _register()
-
-
-def task_name(task: str) -> str:
-    """Short task name from a short name or a gymnasium id; a clear error otherwise."""
-    if task in TASK_IDS:
-        return task
-    for name, gym_id in TASK_IDS.items():
-        if task == gym_id:
-            return name
-    raise ValueError(f"unknown task '{task}'; choose one of {sorted(TASK_IDS)} or their gymnasium ids")
 
 
 def make_env(task: str, cfg: EnvConfig | None = None, render_mode: str | None = None, **cfg_kw) -> gym.Env:

@@ -82,8 +82,8 @@ def _torch_eager_fn(checkpoint: str, onnx_spec, onnx_hash: str, notes: list[str]
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    from robo_hybrid.checkpoint import load_policy  # noqa: PLC0415
     from robo_hybrid.export import state_dict_hash  # noqa: PLC0415
+    from robo_hybrid.training.checkpoint import load_policy  # noqa: PLC0415
 
     policy = load_policy(checkpoint, expect_spec=onnx_spec)[0]
     wrapper = policy.as_onnx().eval()
@@ -462,9 +462,9 @@ def plot_curves(curves: dict[str, dict[int, list[dict]]], path: str | Path, titl
 # ================================================================================================ learn: our systems
 def _bc_phase(ctx: dict, seed: int, tracker: Checkpoints, phase_end_s: float, run_dir: Path, phase: str):
     """Collect demos and run BC until `phase_end_s` of training time; the cosine schedule ends at the phase end."""
-    from robo_hybrid.bc import BCTrainer  # noqa: PLC0415
-    from robo_hybrid.data import load_demo_file  # noqa: PLC0415
     from robo_hybrid.envs.demos import collect  # noqa: PLC0415
+    from robo_hybrid.training.bc import BCTrainer  # noqa: PLC0415
+    from robo_hybrid.training.data import load_demo_file  # noqa: PLC0415
 
     cfg, clock = copy.deepcopy(ctx["cfg"]), tracker.clock
     cfg.seed, cfg.run_dir, cfg.algo.progress_bar = seed, str(run_dir / "bc"), False
@@ -512,9 +512,9 @@ def run_bc(ctx: dict, seed: int, tracker: Checkpoints) -> dict:
 
 def run_bc_ppo(ctx: dict, seed: int, tracker: Checkpoints) -> dict:
     """System 2: BC for bc_fraction of the budget, then PPO from that policy for the rest."""
-    from robo_hybrid import checkpoint as ckpt  # noqa: PLC0415
     from robo_hybrid.config import to_yaml  # noqa: PLC0415
     from robo_hybrid.rl.train import PPOTrainer  # noqa: PLC0415
+    from robo_hybrid.training import checkpoint as ckpt  # noqa: PLC0415
 
     clock = tracker.clock
     clock.start()

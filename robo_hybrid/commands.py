@@ -41,7 +41,7 @@ def final_eval(policy, cfg: Config, out_dir: Path, env_cfg: dict | None = None):
 def train(cfg: Config):
     """Run the configured algorithm; returns (policy, run_dir)."""
     if cfg.algo.name == "bc":
-        from robo_hybrid.bc import train_bc  # noqa: PLC0415
+        from robo_hybrid.training.bc import train_bc  # noqa: PLC0415
 
         if not Path(cfg.data).exists():
             raise FileNotFoundError(f"demo file {cfg.data} does not exist; run `robo-hybrid collect task="
@@ -61,7 +61,7 @@ def train(cfg: Config):
 
 def cmd_train(args: list[str]) -> int:
     """`robo-hybrid train algo=bc task=push data=...`: train, then evaluate on held-out seeds."""
-    from robo_hybrid.distributed import launched_rank  # noqa: PLC0415
+    from robo_hybrid.training.distributed import launched_rank  # noqa: PLC0415
 
     cfg = load_config(args)
     policy, run_dir = train(cfg)
@@ -72,8 +72,8 @@ def cmd_train(args: list[str]) -> int:
 
 def _load(cfg: Config):
     """Policy of cfg.checkpoint, checked against the env its own training config describes."""
-    from robo_hybrid.checkpoint import load_policy  # noqa: PLC0415
     from robo_hybrid.envs import make_env, task_name  # noqa: PLC0415
+    from robo_hybrid.training.checkpoint import load_policy  # noqa: PLC0415
 
     if not cfg.checkpoint:
         raise ValueError("checkpoint=<run dir, checkpoint dir or .safetensors file> is required")

@@ -147,9 +147,9 @@ def test_sb3_onnx_export_matches_sb3_torch(wrapped_env, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_exported(tmp_path_factory, tiny_policy_cfg):
     """A tiny push policy at 48 px: (onnx path, safetensors checkpoint path)."""
-    from robo_hybrid.checkpoint import save_policy
     from robo_hybrid.export import export_onnx
     from robo_hybrid.policy import MultimodalPolicy
+    from robo_hybrid.training.checkpoint import save_policy
 
     env = make_env("push", image_size=PX, render=False)
     spec = env.unwrapped.io_spec

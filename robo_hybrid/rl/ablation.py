@@ -74,8 +74,8 @@ def _final_eval(policy, cfg, episodes: int) -> tuple[float, tuple[float, float]]
 
 def run_variant(name: str, base: list[str], out_dir: Path, episodes: int) -> AblationRow:
     """Train (or, for bc_only, just load) one variant and evaluate its final policy."""
-    from robo_hybrid import checkpoint as ckpt  # noqa: PLC0415
     from robo_hybrid.config import compose_config, to_dataclass  # noqa: PLC0415
+    from robo_hybrid.training import checkpoint as ckpt  # noqa: PLC0415
 
     from .config import register  # noqa: PLC0415
 
@@ -129,7 +129,7 @@ def eval_curve(run_dir: str | Path) -> list[tuple[float, float]]:
 
 def write_outputs(rows: list[AblationRow], out: Path, episodes: int, base: list[str]) -> None:
     """ablation.md, ablation.json and ablation_curves.png (success against wall-clock of every trained variant)."""
-    from robo_hybrid import checkpoint as ckpt  # noqa: PLC0415
+    from robo_hybrid.training import checkpoint as ckpt  # noqa: PLC0415
 
     from .plots import plot_ablation  # noqa: PLC0415
 

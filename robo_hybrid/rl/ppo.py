@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 from torch.distributions import Independent
 
-from robo_hybrid import distributed as ddp
 from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy, PolicyOutput
+from robo_hybrid.training import distributed as ddp
 
 from .config import PPOConfig, linear_schedule
 from .critic import TransformerCritic

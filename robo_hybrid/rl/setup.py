@@ -36,7 +36,7 @@ def _load_demos(path: str, spec: IOSpec):
 def demo_batches(path: str, policy: MultimodalPolicy, batch_size: int,
                  seed: int) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Endless (policy obs, action) minibatches of successful demos, for algo.bc_reg=bc_nll."""
-    from robo_hybrid.data import DemoDataset  # noqa: PLC0415
+    from robo_hybrid.training.data import DemoDataset  # noqa: PLC0415
 
     demos = _load_demos(path, policy.spec)
     keys = tuple(policy.spec.policy_keys)

@@ -1,6 +1,6 @@
 """Resumable PPO state beside the policy checkpoints: critic, normalizers, RND, optimizers, BC anchor, reward model.
 
-The policy itself goes through `robo_hybrid.checkpoint.save_checkpoint` (the BC format, so `eval` and `export`
+The policy itself goes through `robo_hybrid.training.checkpoint.save_checkpoint` (the BC format, so `eval` and `export`
 read PPO runs unchanged). The rest lives in <run_dir>/ppo_state/step_<N>/, written under a temporary name and
 renamed into place *before* the policy checkpoint's `latest.json` moves: whichever checkpoint `latest` names
 always has its PPO state.
@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save as st_save
 
-from robo_hybrid import checkpoint as ckpt
 from robo_hybrid.policy import MultimodalPolicy
+from robo_hybrid.training import checkpoint as ckpt
 
 MODULES_FILE, BC_POLICY_FILE = "modules.safetensors", "bc_policy.safetensors"
 REWARD_MODEL_FILE = "reward_model.safetensors"

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from robo_hybrid import checkpoint as ckpt
-from robo_hybrid import distributed as ddp
 from robo_hybrid.envs import EnvConfig, make_env
 from robo_hybrid.envs.rewards import DENSE_WEIGHTS
 from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
+from robo_hybrid.training import checkpoint as ckpt
+from robo_hybrid.training import distributed as ddp
 
 from .collector import RolloutCollector, random_action_stats
 from .config import PPOConfig
@@ -131,7 +131,7 @@ class PPOTrainer:
         self.collector = RolloutCollector(self.envs, self.ppo, train_seed, shaper, dense)
         self.storage = RolloutStorage(cfg.num_steps, cfg.num_envs, self.collector.example_obs(),
                                       self.policy.action_dim, self.device)
-        from robo_hybrid.bc import RunLog  # noqa: PLC0415  (metrics.jsonl + TensorBoard, shared with BC)
+        from robo_hybrid.training.bc import RunLog  # noqa: PLC0415  (metrics.jsonl + TensorBoard, shared with BC)
 
         self.log: RunLog | None = None  # rank 0 only
         if self.dist.is_main:

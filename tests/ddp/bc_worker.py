@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 import robo_hybrid.policy  # noqa: F401  (torch side first)
-from robo_hybrid.bc import BCTrainer
 from robo_hybrid.config import compose_config, to_dataclass
+from robo_hybrid.training.bc import BCTrainer
 
 
 def main() -> None:

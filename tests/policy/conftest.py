@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from robo_hybrid.data import make_synthetic_demos
 from robo_hybrid.spec import IOSpec
+from robo_hybrid.training.data import make_synthetic_demos
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ import torch
 from policy_testlib import random_obs, tiny_cfg
 from torch.utils.flop_counter import FlopCounterMode
 
-from robo_hybrid.data import make_synthetic_demos
 from robo_hybrid.policy import AUX_TARGET_KEY, HISTORY_MASK_KEY, MultimodalPolicy, PolicyConfig, policy_summary
+from robo_hybrid.training.data import make_synthetic_demos
 
 
 @pytest.mark.parametrize(

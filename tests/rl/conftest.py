@@ -42,10 +42,10 @@ def compose_ppo():
 @pytest.fixture(scope="session")
 def bc_checkpoint(tmp_path_factory, push_demos_32, tiny_policy_cfg):
     """A checkpoint in the BC format: a tiny policy with normalizers fitted on the Push demos (not trained)."""
-    from robo_hybrid import checkpoint as ckpt
-    from robo_hybrid.data import DemoDataset
     from robo_hybrid.envs.demos import load_demos
     from robo_hybrid.policy import MultimodalPolicy
+    from robo_hybrid.training import checkpoint as ckpt
+    from robo_hybrid.training.data import DemoDataset
 
     demos = load_demos(push_demos_32)
     policy = MultimodalPolicy(tiny_policy_cfg, demos.spec)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from robo_hybrid import checkpoint as ckpt
 from robo_hybrid.rl.train import train_ppo
+from robo_hybrid.training import checkpoint as ckpt
 
 
 def _records(run_dir):

@@ -27,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from robo_hybrid.fileio import atomic_write_bytes, atomic_write_text
 from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
 from robo_hybrid.spec import IOSpec, SpecMismatchError
 
@@ -40,25 +41,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, pickle-based, or inconsistent."""
 
 
-# ----------------------------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary sibling, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Text version of atomic_write_bytes (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-# ----------------------------------------------------------------------------------------- policy file
+# ----------------------------------------------------------------------------------------- serialization
 def policy_to_bytes(policy: MultimodalPolicy, extra_metadata: dict[str, str] | None = None) -> bytes:
     """Serialize the policy's state dict as safetensors; spec and PolicyConfig travel in the metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}

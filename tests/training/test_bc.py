@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from robo_hybrid.bc import bc_loss, gaussian_nll, lr_at, make_optimizer
 from robo_hybrid.config import BCConfig
-from robo_hybrid.data import DemoDataset, make_synthetic_demos, split_episodes
 from robo_hybrid.policy import AUX_TARGET_KEY, MultimodalPolicy, PolicyConfig
+from robo_hybrid.training.bc import bc_loss, gaussian_nll, lr_at, make_optimizer
+from robo_hybrid.training.data import DemoDataset, make_synthetic_demos, split_episodes
 
 torch.set_num_threads(1)
 
@@ -130,7 +130,7 @@ def test_tiny_bc_run_overfits_two_demos(loss_type, chunk, steps, mse_max, err_ma
 
 
 def test_mixed_precision_choice_per_device():
-    from robo_hybrid.bc import amp_dtype
+    from robo_hybrid.training.bc import amp_dtype
 
     cpu = torch.device("cpu")
     assert all(amp_dtype(m, cpu) is None for m in ("auto", "bf16", "fp16", "off"))  # CPU trains in fp32

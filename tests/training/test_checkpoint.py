@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from robo_hybrid.bc import make_optimizer, train_bc
-from robo_hybrid.checkpoint import (
+from robo_hybrid.config import BCConfig, compose_config
+from robo_hybrid.envs.demos import write_demos
+from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
+from robo_hybrid.spec import SpecMismatchError
+from robo_hybrid.training.bc import make_optimizer, train_bc
+from robo_hybrid.training.checkpoint import (
     CheckpointError,
     find_checkpoint,
     load_optimizer,
@@ -18,11 +22,7 @@ from robo_hybrid.checkpoint import (
     save_checkpoint,
     save_policy,
 )
-from robo_hybrid.config import BCConfig, compose_config
-from robo_hybrid.data import DemoDataset, make_synthetic_demos
-from robo_hybrid.envs.demos import write_demos
-from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
-from robo_hybrid.spec import SpecMismatchError
+from robo_hybrid.training.data import DemoDataset, make_synthetic_demos
 
 torch.set_num_threads(1)
 
@@ -111,7 +111,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(demo_file, tmp_path):
 
 def test_keep_last_prunes_old_checkpoints_but_keeps_best(tmp_path):
     policy, _, _ = _policy()
-    from robo_hybrid.checkpoint import write_pointer
+    from robo_hybrid.training.checkpoint import write_pointer
 
     for step in (1, 2, 3, 4):
         path = save_checkpoint(tmp_path, step, policy, keep_last=2)

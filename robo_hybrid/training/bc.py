@@ -9,8 +9,8 @@ Loss (per sample, in normalized action units a_n = (a - mu_a) / sigma_a):
   + aux_state_weight * MSE of the aux head's prediction of the normalized privileged state (a target only).
 Optimiser: AdamW (decay on matrices and embeddings only), linear warm-up then cosine decay, global-norm
 gradient clipping. Logs: tqdm, TensorBoard, metrics.jsonl, loss.png / success.png; checkpoints via
-robo_hybrid.checkpoint (resume=true continues from the last one, RNG states included).
-Under torchrun (robo_hybrid.distributed) every rank draws the same global batch of algo.batch_size samples and
+robo_hybrid.training.checkpoint (resume=true continues from the last one, RNG states included).
+Under torchrun (robo_hybrid.training.distributed) every rank draws the same global batch of algo.batch_size samples and
 trains on its slice; DDP averages the gradients, logged metrics are global means, and only rank 0 writes
 (logs, checkpoints, evaluation).
 """
@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from robo_hybrid import checkpoint as ckpt
-from robo_hybrid import distributed as ddp
 from robo_hybrid.config import BCConfig, Config, to_dataclass, to_yaml
-from robo_hybrid.data import DemoDataset, load_demo_file, split_episodes
 from robo_hybrid.policy import AUX_TARGET_KEY, MultimodalPolicy, policy_summary
+from robo_hybrid.training import checkpoint as ckpt
+from robo_hybrid.training import distributed as ddp
+from robo_hybrid.training.data import DemoDataset, load_demo_file, split_episodes
 
 log = logging.getLogger(__name__)
 EvalFn = Callable[[MultimodalPolicy, int], dict[str, float]]

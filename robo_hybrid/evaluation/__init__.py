@@ -1,0 +1,1 @@
+"""Evaluation: one episode runner (vector env or process pool), one report with a Wilson interval, one seed source."""

@@ -1,0 +1,1 @@
+"""Training side: BC trainer, demo datasets, checkpoints and resume, run logs, torchrun helpers."""
