@@ -23,7 +23,7 @@ from robo_hybrid.spec import IOSpec
 from .config import PolicyConfig
 from .heads import ChunkHead, GaussianHead
 from .normalizer import Normalizer
-from .tokenizers import ConvStem, ImageAugment, ResNetStem, VectorTokenizer, image_to_float
+from .tokenizer import ConvStem, ImageAugment, ResNetStem, VectorTokenizer, image_to_float
 from .transformer import Encoder, init_weights
 
 HISTORY_MASK_KEY = "history_mask"

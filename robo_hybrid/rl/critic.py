@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from robo_hybrid.policy.tokenizers import ConvStem, VectorTokenizer, image_to_float
+from robo_hybrid.policy.tokenizer import ConvStem, VectorTokenizer, image_to_float
 from robo_hybrid.policy.transformer import Encoder, init_weights
 from robo_hybrid.spec import IOSpec
 

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from robo_hybrid.policy import Normalizer
-from robo_hybrid.policy.tokenizers import ConvStem, VectorTokenizer, image_to_float
+from robo_hybrid.policy.tokenizer import ConvStem, VectorTokenizer, image_to_float
 from robo_hybrid.policy.transformer import Encoder, init_weights
 from robo_hybrid.spec import IOSpec
 

@@ -189,7 +189,7 @@ def test_config_validation_says_what_to_change(bad):
 
 
 def test_coord_channels_make_the_stem_position_aware():
-    from robo_hybrid.policy.tokenizers import ConvStem
+    from robo_hybrid.policy.tokenizer import ConvStem
 
     torch.manual_seed(0)
     flat = torch.full((1, 3, 32, 32), 0.5)
