@@ -13,6 +13,7 @@ import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from robo_hybrid.constants import TASK_IDS  # noqa: E402
 from robo_hybrid.spec import assemble_proprio  # noqa: E402
 
 from . import rewards  # noqa: E402
@@ -35,7 +36,6 @@ class TaskDef:
     """What distinguishes one task: scene, horizon, sampling ranges, success threshold."""
 
     name: str
-    gym_id: str
     scene: str
     episode_steps: int
     has_object: bool
@@ -47,15 +47,20 @@ class TaskDef:
     min_goal_dist_m: float = 0.0
     goal_xy_only: bool = False  # success measured on the table plane (push)
 
+    @property
+    def gym_id(self) -> str:
+        """The gymnasium id (robo_hybrid.constants.TASK_IDS is the one task list)."""
+        return TASK_IDS[self.name]
+
 
 TASKS: dict[str, TaskDef] = {
-    "reach": TaskDef("reach", "robo_hybrid/Reach-v0", "reach.xml", 50, False, 0.03),
+    "reach": TaskDef("reach", "reach.xml", 50, False, 0.03),
     "push": TaskDef(
-        "push", "robo_hybrid/Push-v0", "push.xml", 100, True, 0.05,
+        "push", "push.xml", 100, True, 0.05,
         goal_low=(-0.15, -0.18, 0.025), goal_high=(0.15, 0.18, 0.025), min_goal_dist_m=0.1, goal_xy_only=True,
     ),
     "pickplace": TaskDef(
-        "pickplace", "robo_hybrid/PickPlace-v0", "pickplace.xml", 100, True, 0.05,
+        "pickplace", "pickplace.xml", 100, True, 0.05,
         goal_low=(-0.15, -0.18, 0.02), goal_high=(0.15, 0.18, 0.2), min_goal_dist_m=0.1,
     ),
 }
@@ -214,12 +219,13 @@ class ArmEnv(gym.Env):
         mujoco.mj_step(m, d, nstep=self.n_substeps)
         self._t += 1
         success = self._is_success()
-        terms = rewards.compute_terms(self.task.name, self.tcp_pos, self._object_pos(), self.goal,
-                                      self.gripper_opening_m, success)
-        reward = float(success) if self.cfg.reward == "sparse" else rewards.dense_total(self.task.name, terms)
+        reward, weighted, terms = rewards.step_reward(
+            self.task.name, self.cfg.reward, self.cfg.reward_weights, success, self.tcp_pos, self.goal,
+            self._object_pos(), rest_z_m=getattr(self, "object_half_size_m", 0.0),
+        )
         terminated = bool(success and self.cfg.terminate_on_success)
         truncated = self._t >= self.episode_steps
-        info = {"is_success": bool(success), "reward_terms": terms}
+        info = {"is_success": bool(success), "reward_terms": weighted, "reward_metrics": terms}
         return self._obs(), reward, terminated, truncated, info
 
     # ----- observations -----

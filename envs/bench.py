@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from multiprocessing import get_context
+from pathlib import Path
 
 import numpy as np
 
@@ -62,14 +63,13 @@ def bench_envs(tasks: list[str], workers: list[int], steps: int = 1000, image_si
 
 
 def render_task_views(out_dir: str, tasks: list[str], image_size: int = 168, seed: int = 0) -> list[str]:
-    """Write one PNG per task and camera (front, wrist) side by side; returns the paths."""
-    import os  # noqa: PLC0415
-
+    """Write one PNG per task and camera (front, wrist) side by side, each atomically; returns the paths."""
     import imageio.v2 as imageio  # noqa: PLC0415
+
+    from robo_hybrid.fileio import atomic_write_with
 
     from . import EnvConfig, make_env  # noqa: PLC0415
 
-    os.makedirs(out_dir, exist_ok=True)
     paths = []
     for task in tasks:
         wrist = not task.startswith("fetch")
@@ -79,8 +79,9 @@ def render_task_views(out_dir: str, tasks: list[str], image_size: int = 168, see
             views = [obs["image"]] + ([obs["image_wrist"]] if wrist else [])
             gap = np.full((image_size, 4, 3), 255, np.uint8)
             row = np.concatenate([x for v in views for x in (v, gap)][:-1], axis=1)
-            path = os.path.join(out_dir, f"{task}.png")
-            imageio.imwrite(path, row)
+            path = str(Path(out_dir) / f"{task}.png")
+            # the temporary name keeps the .png suffix: imageio picks the format from it
+            atomic_write_with(path, lambda tmp, row=row: imageio.imwrite(tmp, row), suffix=".png")
             paths.append(path)
         finally:
             env.close()

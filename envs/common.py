@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import gymnasium as gym
 import numpy as np
 
 from robo_hybrid.spec import IOSpec, TensorSpec, proprio_layout
+
+from .rewards import RewardWeights
 
 # Action: Cartesian end-effector delta + gripper, all in [-1, 1].
 # xyz: +1 moves the end effector by `max_ee_delta_m` along that world axis in one control step.
@@ -69,12 +71,21 @@ class EnvConfig:
     terminate_on_success: bool = True
     """End the episode (terminated=True) on the first successful step."""
     reward: str = "sparse"
-    """'sparse' (1 on success else 0) or 'dense' (sparse + weighted named shaping terms, each in info)."""
+    """'sparse' (1 on success else 0) or 'dense' (the terms of envs/rewards.py weighted by `reward_weights`);
+    either way info["reward_terms"] holds each weighted term (their sum is the reward)."""
+    reward_weights: RewardWeights = field(default_factory=RewardWeights)
+    """Weight of each named dense-reward term (set per task in configs/task/<task>.yaml)."""
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.randomization, dict):
             self.randomization = RandomizationConfig(**self.randomization)
+        if isinstance(self.reward_weights, dict):
+            names = {f.name for f in fields(RewardWeights)}
+            unknown = sorted(set(self.reward_weights) - names)
+            if unknown:
+                raise ValueError(f"reward_weights: unknown term(s) {unknown}; choose from {sorted(names)}")
+            self.reward_weights = RewardWeights(**self.reward_weights)
         if not 16 <= self.image_size <= 512:
             raise ValueError(f"image_size={self.image_size}: must be within 16..512 pixels")
         if self.reward not in ("sparse", "dense"):

@@ -2,12 +2,14 @@
 
 Layout: data/demo_<i>/{obs/<key>, actions, rewards, dones, states}; `data` attributes hold the I/O spec,
 env config, task and a `complete` flag written last; each demo holds its `seed`, `success`, `num_samples`.
+Collection writes each episode as it finishes into `<out>.partial/`, so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -16,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from robo_hybrid.fileio import atomic_path, atomic_write_json, atomic_write_with
 from robo_hybrid.spec import IOSpec, SpecMismatchError
 
 FORMAT_VERSION = 1
+PARTIAL_SUFFIX = ".partial"  # <out>.partial/: the episodes of an unfinished collection, one file each
+MANIFEST_FILE = "manifest.json"  # in <out>.partial/: what the episodes were collected with
 
 
 class DemoFileError(ValueError):
@@ -102,41 +107,123 @@ def rollout_expert(env, expert, seed: int, action_noise: float = 0.0) -> Episode
     )
 
 
-def _collect_chunk(task: str, env_cfg: dict, seeds: list[int], action_noise: float = 0.0) -> list[Episode]:
-    """Worker: build the env once, roll out the expert on each seed."""
-    from . import EnvConfig, make_env, make_expert  # noqa: PLC0415
-
-    env = make_env(task, cfg=EnvConfig(**env_cfg))
-    try:
-        expert = make_expert(env)
-        return [rollout_expert(env, expert, s, action_noise) for s in seeds]
-    finally:
-        env.close()
-
-
 @dataclass
 class CollectReport:
-    """What a collection run produced."""
+    """What a collection run produced (`episodes`, `success_rate` and `env_steps` count the whole file)."""
 
     path: str
     episodes: int
     success_rate: float
     env_steps: int
     wall_s: float
+    resumed: int = 0
+    """Episodes that were already on disk from an interrupted run of the same collection."""
+    new_env_steps: int | None = None
+    """Env steps taken by this run (None: all of env_steps)."""
 
     @property
     def steps_per_s(self) -> float:
-        """Environment steps per second, rendering and writing included."""
-        return self.env_steps / max(self.wall_s, 1e-9)
+        """Environment steps per second of this run, rendering and writing included."""
+        steps = self.env_steps if self.new_env_steps is None else self.new_env_steps
+        return steps / max(self.wall_s, 1e-9)
+
+
+def partial_dir(out: str | os.PathLike) -> Path:
+    """Where `collect` keeps the episodes of an unfinished `out`: one file per episode, plus a manifest."""
+    out = Path(out)
+    return out.with_name(out.name + PARTIAL_SUFFIX)
+
+
+def _episode_path(pdir: Path, index: int) -> Path:
+    return pdir / f"episode_{index:06d}.hdf5"
+
+
+def _write_episode_file(path: Path, ep: Episode, index: int) -> None:
+    """One episode in its own small HDF5 file (group `demo`), written atomically."""
+    import h5py  # noqa: PLC0415
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            _write_demo_group(f.create_group("demo"), ep)
+            f.attrs["index"] = index
+
+    atomic_write_with(path, write)
+
+
+def _collect_chunk(task: str, env_cfg: dict, seed: int, indices: list[int], action_noise: float,
+                   pdir: str) -> list[tuple[int, int]]:
+    """Worker: build the env once, roll out the expert on seed + i for each index i, write each episode file as
+    soon as it is done; returns (index, env steps) per episode."""
+    from . import EnvConfig, make_env, make_expert  # noqa: PLC0415
+
+    env = make_env(task, cfg=EnvConfig(**env_cfg))
+    done = []
+    try:
+        expert = make_expert(env)
+        for i in indices:
+            ep = rollout_expert(env, expert, seed + i, action_noise)
+            _write_episode_file(_episode_path(Path(pdir), i), ep, i)
+            done.append((i, len(ep)))
+    finally:
+        env.close()
+    return done
+
+
+def _manifest(task: str, spec: IOSpec, cfg_dict: dict, seed: int, action_noise: float) -> dict:
+    """What makes two collections the same (episode i is then the same episode in both); JSON-normalized."""
+    return json.loads(json.dumps({
+        "format_version": FORMAT_VERSION, "task": task, "seed": int(seed), "action_noise": float(action_noise),
+        "env_config": cfg_dict, "io_spec": json.loads(spec.to_json()),
+    }, sort_keys=True))
+
+
+def _resume(pdir: Path, manifest: dict, episodes: int) -> list[int]:
+    """Indices < episodes already on disk in `pdir` (after checking it belongs to this collection)."""
+    import h5py  # noqa: PLC0415
+
+    path = pdir / MANIFEST_FILE
+    if not path.is_file():
+        if any(pdir.glob("episode_*.hdf5")):
+            raise DemoFileError(f"{pdir} holds episodes but no {MANIFEST_FILE}; delete it (rm -r {pdir}) and rerun")
+        atomic_write_json(path, manifest)
+        return []
+    try:
+        on_disk = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DemoFileError(f"{path} is unreadable ({e}); delete {pdir} (rm -r {pdir}) and rerun") from e
+    differ = sorted(k for k in set(manifest) | set(on_disk) if manifest.get(k) != on_disk.get(k))
+    if differ:
+        raise DemoFileError(f"{pdir} holds episodes of another collection ({', '.join(differ)} differ); delete it "
+                            f"(rm -r {pdir}) or rerun with the task, seed and settings it was started with")
+    for stray in pdir.glob(".*"):  # a writer killed mid-episode leaves its temporary file
+        stray.unlink()
+    done = []
+    for i in range(episodes):
+        p = _episode_path(pdir, i)
+        if not p.is_file():
+            continue
+        try:
+            with h5py.File(p, "r") as f:
+                ok = int(f.attrs["index"]) == i and int(f["demo"].attrs["seed"]) == manifest["seed"] + i
+        except (OSError, KeyError):
+            ok = False
+        if ok:
+            done.append(i)
+        else:
+            p.unlink()  # unreadable or foreign: collected again
+    return done
 
 
 def collect(
     task: str, env_cfg, episodes: int, out: str | os.PathLike, seed: int = 0, workers: int = 1, progress: bool = True,
     action_noise: float = 0.0,
 ) -> CollectReport:
-    """Roll out the scripted expert on seeds seed..seed+episodes-1 and write one demo file atomically."""
-    from tqdm import tqdm  # noqa: PLC0415
+    """Roll out the scripted expert on seeds seed..seed+episodes-1 into `out`, resuming an interrupted run.
 
+    Each episode is written to its own file in `<out>.partial/` as soon as it is done; a rerun with the same
+    arguments collects only the missing ones (episode i always has seed seed + i, so the result is the same file
+    as an uninterrupted run); the complete file is then assembled atomically and the partial directory removed.
+    """
     from . import EnvConfig, make_env  # noqa: PLC0415
 
     if episodes < 1:
@@ -147,66 +234,102 @@ def collect(
     probe = make_env(task, cfg=EnvConfig(**cfg_dict))
     spec = probe.unwrapped.io_spec  # type: ignore[attr-defined]
     probe.close()
-    seeds = list(range(seed, seed + episodes))
-    chunk = max(1, min(10, episodes // max(1, workers * 4)))
-    chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
-    results: dict[int, Episode] = {}
-    t0 = time.perf_counter()
-    bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
-    if workers <= 1:
-        for c in chunks:
-            for ep in _collect_chunk(task, cfg_dict, c, action_noise):
-                results[ep.seed] = ep
-            bar.update(len(c))
-            bar.set_postfix(success=f"{np.mean([e.success for e in results.values()]):.2f}")
+    out, t0 = Path(out), time.perf_counter()
+    pdir = partial_dir(out)
+    manifest = _manifest(task, spec, cfg_dict, seed, action_noise)
+    done = _resume(pdir, manifest, episodes) if pdir.is_dir() else []
+    if not done:
+        atomic_write_json(pdir / MANIFEST_FILE, manifest)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_collect_chunk, task, cfg_dict, c, action_noise) for c in chunks]
-            for f in as_completed(futures):
-                eps = f.result()
-                for ep in eps:
-                    results[ep.seed] = ep
-                bar.update(len(eps))
-                bar.set_postfix(success=f"{np.mean([e.success for e in results.values()]):.2f}")
-    bar.close()
-    eps = [results[s] for s in seeds]
-    write_demos(out, Demos(spec=spec, env_config=cfg_dict, task=task, episodes=eps))
+        print(f"resuming {out}: {len(done)} of {episodes} episodes on disk", flush=True)
+    todo = sorted(set(range(episodes)) - set(done))
+    new_steps = _run_chunks(task, cfg_dict, seed, todo, action_noise, pdir, workers, progress, len(done), episodes)
+    success_rate, env_steps = _assemble(out, pdir, episodes, spec, cfg_dict, task)
+    shutil.rmtree(pdir)
     wall = time.perf_counter() - t0
-    return CollectReport(str(out), len(eps), float(np.mean([e.success for e in eps])), sum(map(len, eps)), wall)
+    return CollectReport(str(out), episodes, success_rate, env_steps, wall, len(done), new_steps)
+
+
+def _run_chunks(task: str, cfg_dict: dict, seed: int, todo: list[int], action_noise: float, pdir: Path,
+                workers: int, progress: bool, initial: int, episodes: int) -> int:
+    """Collect the episodes `todo` (in-process, or in `workers` spawned processes); returns the env steps taken."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    chunk = max(1, min(10, len(todo) // max(1, workers * 4)))
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    bar = tqdm(total=episodes, initial=initial, desc=f"collect {task}", unit="ep", disable=not progress)
+    steps = 0
+    try:
+        if workers <= 1:
+            for c in chunks:
+                done = _collect_chunk(task, cfg_dict, seed, c, action_noise, str(pdir))
+                steps += sum(n for _, n in done)
+                bar.update(len(done))
+            return steps
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_collect_chunk, task, cfg_dict, seed, c, action_noise, str(pdir)) for c in chunks]
+            try:
+                for f in as_completed(futures):
+                    done = f.result()
+                    steps += sum(n for _, n in done)
+                    bar.update(len(done))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # what the running workers finish stays on disk
+                raise
+        return steps
+    finally:
+        bar.close()
+
+
+def _assemble(out: Path, pdir: Path, episodes: int, spec: IOSpec, cfg_dict: dict, task: str) -> tuple[float, int]:
+    """Copy episodes 0..episodes-1 from `pdir` into one demo file, atomically; returns (success rate, env steps)."""
+    import h5py  # noqa: PLC0415
+
+    successes, total = 0, 0
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        data = f.create_group("data")
+        for i in range(episodes):
+            with h5py.File(_episode_path(pdir, i), "r") as src:
+                src.copy(src["demo"], data, name=f"demo_{i}")  # datasets copied as stored (compression kept)
+                successes += int(bool(src["demo"].attrs["success"]))
+                total += int(src["demo"].attrs["num_samples"])
+        _write_file_attrs(data, spec, cfg_dict, task, total)
+    return successes / episodes, total
 
 
 # ----------------------------------------------------------------------------------------------- writing
+def _write_demo_group(g, ep: Episode) -> None:
+    """One episode's arrays and attributes into an HDF5 group (robomimic's demo layout)."""
+    for k, v in ep.obs.items():
+        kw = {"compression": "lzf", "chunks": (1, *v.shape[1:])} if v.dtype == np.uint8 else {}
+        g.create_dataset(f"obs/{k}", data=v, **kw)
+    g.create_dataset("actions", data=ep.actions)
+    g.create_dataset("rewards", data=ep.rewards)
+    g.create_dataset("dones", data=ep.dones)
+    g.create_dataset("states", data=ep.states)
+    g.attrs.update(num_samples=len(ep), seed=ep.seed, success=bool(ep.success))
+
+
+def _write_file_attrs(data, spec: IOSpec, env_config: dict, task: str, total: int) -> None:
+    """The `data` group's attributes; `complete` is written last, so a file without it never reads as complete."""
+    data.attrs["io_spec"] = spec.to_json()
+    data.attrs["env_config"] = json.dumps(env_config, sort_keys=True)
+    data.attrs["env_args"] = json.dumps({"env_name": spec.task_id, "env_kwargs": env_config})
+    data.attrs["task"] = task
+    data.attrs["total"] = int(total)
+    data.attrs["format_version"] = FORMAT_VERSION
+    data.attrs["complete"] = True
+
+
 def write_demos(path: str | os.PathLike, demos: Demos) -> None:
-    """Write a demo file atomically: a temporary file renamed into place only once complete."""
+    """Write a demo file atomically (robo_hybrid.fileio): readers see the old file or the complete new one."""
     import h5py  # noqa: PLC0415
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            data = f.create_group("data")
-            for i, ep in enumerate(demos.episodes):
-                g = data.create_group(f"demo_{i}")
-                for k, v in ep.obs.items():
-                    kw = {"compression": "lzf", "chunks": (1, *v.shape[1:])} if v.dtype == np.uint8 else {}
-                    g.create_dataset(f"obs/{k}", data=v, **kw)
-                g.create_dataset("actions", data=ep.actions)
-                g.create_dataset("rewards", data=ep.rewards)
-                g.create_dataset("dones", data=ep.dones)
-                g.create_dataset("states", data=ep.states)
-                g.attrs.update(num_samples=len(ep), seed=ep.seed, success=bool(ep.success))
-            data.attrs["io_spec"] = demos.spec.to_json()
-            data.attrs["env_config"] = json.dumps(demos.env_config, sort_keys=True)
-            data.attrs["env_args"] = json.dumps({"env_name": demos.spec.task_id, "env_kwargs": demos.env_config})
-            data.attrs["task"] = demos.task
-            data.attrs["total"] = int(sum(map(len, demos.episodes)))
-            data.attrs["format_version"] = FORMAT_VERSION
-            data.attrs["complete"] = True  # written last: a file without it never reads as complete
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        data = f.create_group("data")
+        for i, ep in enumerate(demos.episodes):
+            _write_demo_group(data.create_group(f"demo_{i}"), ep)
+        _write_file_attrs(data, demos.spec, demos.env_config, demos.task, sum(map(len, demos.episodes)))
 
 
 # ----------------------------------------------------------------------------------------------- reading

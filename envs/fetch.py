@@ -21,8 +21,10 @@ import gymnasium_robotics  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from robo_hybrid.constants import TASK_IDS  # noqa: E402
 from robo_hybrid.spec import assemble_proprio  # noqa: E402
 
+from . import rewards  # noqa: E402
 from .common import PRIVILEGED_DIM, EnvConfig, build_io_spec, spaces_from_spec  # noqa: E402
 
 gym.register_envs(gymnasium_robotics)  # makes the Fetch*-v4 ids known to gym.make (idempotent)
@@ -32,19 +34,27 @@ gym.register_envs(gymnasium_robotics)  # makes the Fetch*-v4 ids known to gym.ma
 class FetchTask:
     """One wrapped Fetch task."""
 
+    name: str
+    """Our short task name (a key of robo_hybrid.constants.TASK_IDS)."""
     fetch_id: str
     """gymnasium-robotics id that is wrapped."""
-    task_id: str
-    """Our id (gymnasium registry id and I/O spec task_id)."""
     has_object: bool
     """Whether the scene has the block `object0` (privileged state is zeros otherwise)."""
+    reward_kind: str
+    """Which reward terms of envs/rewards.py apply: 'reach', 'push' or 'pickplace' (the rh6 tasks' terms)."""
+
+    @property
+    def task_id(self) -> str:
+        """Our id (gymnasium registry id and I/O spec task_id), from robo_hybrid.constants.TASK_IDS."""
+        return TASK_IDS[self.name]
 
 
 FETCH_TASKS: MappingProxyType[str, FetchTask] = MappingProxyType(
     {
-        "fetch_reach": FetchTask("FetchReach-v4", "robo_hybrid/FetchReach-v0", has_object=False),
-        "fetch_push": FetchTask("FetchPush-v4", "robo_hybrid/FetchPush-v0", has_object=True),
-        "fetch_pickplace": FetchTask("FetchPickAndPlace-v4", "robo_hybrid/FetchPickAndPlace-v0", has_object=True),
+        "fetch_reach": FetchTask("fetch_reach", "FetchReach-v4", has_object=False, reward_kind="reach"),
+        "fetch_push": FetchTask("fetch_push", "FetchPush-v4", has_object=True, reward_kind="push"),
+        "fetch_pickplace": FetchTask("fetch_pickplace", "FetchPickAndPlace-v4", has_object=True,
+                                     reward_kind="pickplace"),
     }
 )
 
@@ -108,22 +118,6 @@ def _joint_id(model: mujoco.MjModel, name: str, joint_type: mujoco.mjtJoint) -> 
     if int(model.jnt_type[jid]) != int(joint_type):
         raise TypeError(f"joint '{name}' has type {int(model.jnt_type[jid])}, expected {int(joint_type)}")
     return jid
-
-
-# ----- reward terms: named functions, each logged in info["reward_terms"] -----
-def _reward_success(is_success: bool) -> float:
-    """Our sparse convention: 1 on success, else 0 (Fetch itself uses -1 / 0)."""
-    return 1.0 if is_success else 0.0
-
-
-def _reward_reach(grip_pos_m: np.ndarray, target_pos_m: np.ndarray) -> float:
-    """Negative distance from the gripper to what it must reach (the object, or the goal on Reach)."""
-    return -float(np.linalg.norm(grip_pos_m - target_pos_m))
-
-
-def _reward_place(object_pos_m: np.ndarray, goal_m: np.ndarray) -> float:
-    """Negative distance from the object to the goal."""
-    return -float(np.linalg.norm(object_pos_m - goal_m))
 
 
 class FetchAdapter(gym.Env):
@@ -292,26 +286,20 @@ class FetchAdapter(gym.Env):
             raise ValueError(f"action must have shape (4,) = {self.io_spec.action_meaning}, got {action.shape}")
         if not np.all(np.isfinite(action)):
             raise ValueError(f"action has non-finite values: {action}")
-        fetch_obs, _, _, _, fetch_info = self._fetch.step(np.clip(action, -1.0, 1.0))
+        _, _, _, _, fetch_info = self._fetch.step(np.clip(action, -1.0, 1.0))
         self._elapsed_steps += 1
         success = bool(fetch_info["is_success"])
-        terms = self._reward_terms(success, achieved_m=fetch_obs["achieved_goal"])
-        reward = float(sum(terms.values()))
+        # the same terms and weights as the rh6 tasks (envs/rewards.py); the object rests at Fetch's height_offset
+        has_object = self.task_spec.has_object
+        reward, weighted, terms = rewards.step_reward(
+            self.task_spec.reward_kind, self.cfg.reward, self.cfg.reward_weights, success, self.grip_pos_m(),
+            np.asarray(self._fetch.goal), self.object_pos_m() if has_object else None,
+            rest_z_m=float(self._fetch.height_offset) if has_object else 0.0,
+        )
         terminated = success and self.cfg.terminate_on_success
         truncated = self._elapsed_steps >= self.episode_steps
-        return self.get_obs(), reward, terminated, truncated, {"is_success": success, "reward_terms": terms}
-
-    def _reward_terms(self, success: bool, achieved_m: np.ndarray) -> dict[str, float]:
-        """Sparse success term, plus named shaping terms when cfg.reward == 'dense'."""
-        terms = {"success": _reward_success(success)}
-        if self.cfg.reward == "dense":
-            goal = np.asarray(self._fetch.goal)
-            if self.task_spec.has_object:
-                terms["reach"] = _reward_reach(self.grip_pos_m(), achieved_m)
-                terms["place"] = _reward_place(achieved_m, goal)
-            else:
-                terms["reach"] = _reward_reach(achieved_m, goal)
-        return terms
+        info = {"is_success": success, "reward_terms": weighted, "reward_metrics": terms}
+        return self.get_obs(), reward, terminated, truncated, info
 
     def render(self):
         """The external camera frame at image_size (render_mode 'rgb_array'), else None."""
@@ -331,11 +319,3 @@ def make_fetch(task: str, cfg: EnvConfig | None = None, render_mode: str | None 
     """Factory for a Fetch task by name (see fetch_task_names())."""
     return FetchAdapter(task, cfg=cfg, render_mode=render_mode)
 
-
-def __getattr__(name: str) -> Any:
-    """Lazy re-export of FetchExpert (fetch_expert imports this module, so a top-level import would be circular)."""
-    if name == "FetchExpert":
-        from .fetch_expert import FetchExpert
-
-        return FetchExpert
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
