@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robo_hybrid.policy.model import HISTORY_MASK_KEY, MultimodalPolicy
+from robo_hybrid.constants import HISTORY_MASK_KEY
+from robo_hybrid.policy.model import MultimodalPolicy
 
 OPSET = 17
 PARITY_ATOL = 1e-4

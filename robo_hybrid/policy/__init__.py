@@ -1,25 +1,23 @@
-"""The multimodal transformer policy (tokenizers, trunk, heads, normalizers) and its export wrapper."""
+"""The multimodal transformer policy (observation tokenizer, trunk, heads, normalizers) and its export wrapper."""
+
+from robo_hybrid.constants import HISTORY_MASK_KEY
 
 from .config import PolicyConfig
-from .model import (
-    AUX_TARGET_KEY,
-    HISTORY_MASK_KEY,
-    MultimodalPolicy,
-    OnnxPolicy,
-    PolicyOutput,
-    obs_to_torch,
-    policy_summary,
-)
+from .export_wrapper import ExportWrapper
+from .model import AUX_TARGET_KEY, HeadOutputs, MultimodalPolicy, obs_to_torch, policy_summary
 from .normalizer import Normalizer
+from .tokenizer import ObservationTokenizer, TokenizerConfig
 
 __all__ = [
     "AUX_TARGET_KEY",
     "HISTORY_MASK_KEY",
+    "ExportWrapper",
+    "HeadOutputs",
     "MultimodalPolicy",
     "Normalizer",
-    "OnnxPolicy",
+    "ObservationTokenizer",
     "PolicyConfig",
-    "PolicyOutput",
+    "TokenizerConfig",
     "obs_to_torch",
     "policy_summary",
 ]

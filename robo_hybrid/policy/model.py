@@ -11,27 +11,31 @@ sent to the env is clipped to the spec's bounds ([-1, 1]). PPO stores the unclip
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.distributions import Independent, Normal
 
+from robo_hybrid.constants import HISTORY_MASK_KEY
 from robo_hybrid.spec import IOSpec
 
 from .config import PolicyConfig
 from .heads import ChunkHead, GaussianHead
 from .normalizer import Normalizer
-from .tokenizer import ConvStem, ImageAugment, ResNetStem, VectorTokenizer, image_to_float
+from .tokenizer import ObservationTokenizer, TokenizerConfig
 from .transformer import Encoder, init_weights
 
-HISTORY_MASK_KEY = "history_mask"
+if TYPE_CHECKING:
+    from .export_wrapper import ExportWrapper
+
 AUX_TARGET_KEY = "aux_target"  # training batches: the privileged state at t, a BC target (never a policy input)
+__all__ = ["AUX_TARGET_KEY", "HISTORY_MASK_KEY", "HeadOutputs", "MultimodalPolicy", "obs_to_torch", "policy_summary"]
 
 
-class PolicyOutput(NamedTuple):
-    """Raw head outputs, in normalized action units."""
+class HeadOutputs(NamedTuple):
+    """Raw head outputs, in normalized action units (the parameters of the action distribution, and features)."""
 
     mean: torch.Tensor  # (B, A)
     log_std: torch.Tensor  # (B, A)
@@ -49,37 +53,26 @@ class MultimodalPolicy(nn.Module):
     def __init__(self, cfg: PolicyConfig, spec: IOSpec) -> None:
         super().__init__()
         self.cfg, self.spec = cfg, spec
-        self.image_keys = tuple(spec.image_keys)
-        self.vector_keys = tuple(k for k in spec.policy_keys if k not in self.image_keys)
+        image_keys = tuple(spec.image_keys)
+        vector_keys = tuple(k for k in spec.policy_keys if k not in image_keys)
         leaked = set(spec.policy_keys) & set(spec.privileged_keys)
         if leaked:
             raise ValueError(f"privileged keys {sorted(leaked)} are declared as policy inputs; fix the env's IOSpec")
-        if not self.image_keys and not self.vector_keys:
+        if not image_keys and not vector_keys:
             raise ValueError("the I/O spec declares no policy observations")
-        D, K = cfg.d_model, cfg.history
+        D = cfg.d_model
         self.action_dim = int(np.prod(spec.action.shape))
-        self.image_size = spec.obs(self.image_keys[0]).shape[0] if self.image_keys else 0
-        for k in self.image_keys:
-            h, w, c = spec.obs(k).shape
-            if (h, w, c) != (self.image_size, self.image_size, 3):
-                raise ValueError(f"image '{k}' is {(h, w, c)}; the policy needs square RGB images of one size")
 
-        # tokenizers: one stem per camera, one MLP per vector key
-        stems = {k: self._make_stem() for k in self.image_keys}
-        self.grid = next(iter(stems.values())).grid(self.image_size) if stems else (0, 0)
-        self.stems = nn.ModuleDict(stems)
-        self.vec_dims = {k: int(np.prod(spec.obs(k).shape)) for k in self.vector_keys}
-        self.vec_tokenizers = nn.ModuleDict({k: VectorTokenizer(d, D) for k, d in self.vec_dims.items()})
-        self.augment = ImageAugment(self.image_size, cfg.shift_pad_px, cfg.color_jitter) if self.image_keys else None
-
-        # embeddings: spatial position (shared by cameras), camera, vector modality, time step, readout token
-        n_grid = self.grid[0] * self.grid[1]
-        self.pos_emb = nn.Parameter(torch.zeros(max(n_grid, 1), D))
-        self.cam_emb = nn.Parameter(torch.zeros(max(len(self.image_keys), 1), D))
-        self.vec_emb = nn.Parameter(torch.zeros(max(len(self.vector_keys), 1), D))
-        self.time_emb = nn.Parameter(torch.zeros(K, D))
-        self.readout = nn.Parameter(torch.zeros(1, 1, D))
-
+        # the observation tokenizer (shared with the critic and the reward model) reads the policy keys only
+        self.tokenizer = ObservationTokenizer(
+            TokenizerConfig(
+                d_model=D, conv_channels=cfg.conv_channels, image_encoder=cfg.image_encoder,
+                coord_channels=cfg.coord_channels, history=cfg.history,
+                shift_pad_px=cfg.shift_pad_px if cfg.augment else 0, color_jitter=cfg.color_jitter if cfg.augment else 0.0,
+            ),
+            spec, image_keys, vector_keys,
+            make_normalizer=lambda d: Normalizer((d,), cfg.obs_std_floor, cfg.obs_clip),  # fitted on the dataset
+        )
         self.encoder = Encoder(D, cfg.n_layers, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
         self.action_head = GaussianHead(D, self.action_dim, cfg.log_std_min, cfg.log_std_max)
         self.chunk_head = ChunkHead(D, self.action_dim, cfg.chunk_size) if cfg.chunk_size > 0 else None
@@ -90,10 +83,6 @@ class MultimodalPolicy(nn.Module):
         self.aux_state_head = nn.Linear(D, self.aux_dim) if use_aux else None
         self.aux_normalizer = Normalizer((self.aux_dim,), cfg.obs_std_floor, cfg.obs_clip) if use_aux else None
 
-        # normalizers (buffers, fitted on the dataset with `fit_normalizers`)
-        self.obs_normalizers = nn.ModuleDict(
-            {k: Normalizer((d,), cfg.obs_std_floor, cfg.obs_clip) for k, d in self.vec_dims.items()}
-        )
         self.action_normalizer = Normalizer((self.action_dim,), cfg.action_std_floor, clip=None)
         low = -1.0 if spec.action.low is None else float(spec.action.low)
         high = 1.0 if spec.action.high is None else float(spec.action.high)
@@ -101,25 +90,45 @@ class MultimodalPolicy(nn.Module):
         self.register_buffer("action_high", torch.full((self.action_dim,), high))
 
         init_weights(self, cfg.init_std, cfg.n_layers)
-        for p in (self.pos_emb, self.cam_emb, self.vec_emb, self.time_emb, self.readout):
-            nn.init.normal_(p, mean=0.0, std=cfg.init_std)
+        self.tokenizer.init_embeddings(cfg.init_std)
         self.action_head.init_log_std(cfg.log_std_init)
 
-    def _make_stem(self) -> ConvStem | ResNetStem:
-        if self.cfg.image_encoder == "resnet18":
-            return ResNetStem(self.cfg.d_model)
-        return ConvStem(self.cfg.conv_channels, self.cfg.d_model, self.image_size, self.cfg.coord_channels)
+    # ----- the tokenizer's sizes and parts, under the names the rest of the project reads -----
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        """Camera keys, in token order."""
+        return self.tokenizer.image_keys
+
+    @property
+    def vector_keys(self) -> tuple[str, ...]:
+        """Vector observation keys (proprio, goal), in token order."""
+        return self.tokenizer.vector_keys
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square camera images in pixels (0 without cameras)."""
+        return self.tokenizer.image_size
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Token grid (rows, cols) of one camera."""
+        return self.tokenizer.grid
+
+    @property
+    def obs_normalizers(self) -> nn.ModuleDict:
+        """The vector-observation normalizers (inside the tokenizer, fitted with `fit_normalizers`)."""
+        return self.tokenizer.normalizers
 
     # ----- sizes without a forward pass -----
     @property
     def tokens_per_step(self) -> int:
         """Tokens contributed by one observation: a grid per camera + one per vector key."""
-        return len(self.image_keys) * self.grid[0] * self.grid[1] + len(self.vector_keys)
+        return self.tokenizer.tokens_per_step
 
     @property
     def num_tokens(self) -> int:
         """Sequence length seen by the transformer: readout + K * tokens_per_step."""
-        return 1 + self.cfg.history * self.tokens_per_step
+        return self.tokenizer.num_tokens
 
     def output_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-sample shapes (batch dim left out) of the intermediate and final outputs."""
@@ -140,13 +149,10 @@ class MultimodalPolicy(nn.Module):
 
     def flops_per_step(self) -> int:
         """Matmul / conv FLOPs (2 per MAC) of one control step (batch 1, all K history frames)."""
-        K = self.cfg.history
-        stems = sum(s.flops(self.image_size) for s in self.stems.values())  # type: ignore[operator]
-        vecs = sum(t.flops() for t in self.vec_tokenizers.values())  # type: ignore[operator]
         trunk = Encoder.flops(self.num_tokens, self.cfg.d_model, self.cfg.n_layers, self.cfg.mlp_ratio)
         heads = self.action_head.flops() + (self.chunk_head.flops() if self.chunk_head is not None else 0)
         # the aux state head is training-only: not part of a control step
-        return K * (stems + vecs) + trunk + heads
+        return self.tokenizer.flops() + trunk + heads
 
     # ----- normalizers -----
     def fit_normalizers(self, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -182,44 +188,9 @@ class MultimodalPolicy(nn.Module):
         return torch.maximum(torch.minimum(action, self.action_high), self.action_low)
 
     # ----- forward -----
-    def _check_image(self, key: str, img: torch.Tensor) -> None:
-        if torch.jit.is_tracing():  # pyright: ignore[reportPrivateImportUsage]  (shapes are symbolic then)
-            return
-        K, n = self.cfg.history, self.image_size
-        if tuple(img.shape[-3:]) != (n, n, 3) or img.dim() != (4 if K == 1 else 5) or img.dtype != torch.uint8:
-            lead = "B, K" if K > 1 else "B"
-            raise ValueError(f"'{key}': expected ({lead}, {n}, {n}, 3) uint8, got {tuple(img.shape)} {img.dtype}")
-
     def tokenize(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Raw obs -> tokens (B, T, D) and key mask (B, T) (None when every history step is real)."""
-        K, D = self.cfg.history, self.cfg.d_model
-        ref = obs[(self.image_keys or self.vector_keys)[0]]
-        B = ref.shape[0]
-        steps: list[torch.Tensor] = []  # each (B, K, n, D)
-        for i, key in enumerate(self.image_keys):
-            img = obs[key]
-            H = W = self.image_size
-            self._check_image(key, img)
-            x = image_to_float(img.reshape(B * K, H, W, 3))  # (B*K, 3, H, W)
-            if self.training and self.cfg.augment and self.augment is not None:
-                x = self.augment(x.view(B, K, 3, H, W)).view(B * K, 3, H, W)  # (B*K, 3, H, W)
-            f = self.stems[key](x).flatten(2).transpose(1, 2)  # (B*K, G, D)
-            f = f + self.pos_emb + self.cam_emb[i]  # (B*K, G, D)
-            steps.append(f.view(B, K, -1, D))  # (B, K, G, D)
-        for j, key in enumerate(self.vector_keys):
-            v = obs[key].reshape(B * K, self.vec_dims[key]).float()  # (B*K, d)
-            t = self.vec_tokenizers[key](self.obs_normalizers[key](v)) + self.vec_emb[j]  # (B*K, D)
-            steps.append(t.view(B, K, 1, D))  # (B, K, 1, D)
-        x = torch.cat(steps, dim=2)  # (B, K, S, D)
-        if K > 1:
-            x = x + self.time_emb[None, :, None, :]  # (B, K, S, D)
-        x = x.reshape(B, K * self.tokens_per_step, D)  # (B, K*S, D)
-        x = torch.cat([self.readout.expand(B, 1, D), x], dim=1)  # (B, T, D)
-        mask = obs.get(HISTORY_MASK_KEY) if K > 1 else None
-        if mask is None:
-            return x, None
-        mask = mask.to(torch.bool)[:, :, None].expand(B, K, self.tokens_per_step).reshape(B, -1)  # (B, K*S)
-        return x, torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), mask], dim=1)  # (B, T)
+        return self.tokenizer(obs)
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Raw obs -> readout embedding (B, D): the trunk's features (a critic / reward model can reuse it)."""
@@ -228,7 +199,7 @@ class MultimodalPolicy(nn.Module):
 
     features = encode
 
-    def forward(self, obs: dict[str, torch.Tensor], detach_std: bool = False, aux: bool = False) -> PolicyOutput:
+    def forward(self, obs: dict[str, torch.Tensor], detach_std: bool = False, aux: bool = False) -> HeadOutputs:
         """Raw obs dict -> head outputs in normalized action units.
 
         Training options (everything a loss needs comes out of this one call, as DistributedDataParallel
@@ -238,10 +209,10 @@ class MultimodalPolicy(nn.Module):
         mean, log_std = self.action_head(h, detach_std)
         chunk = self.chunk_head(h) if self.chunk_head is not None else None
         aux_pred = self.aux_state_head(h) if aux and self.aux_state_head is not None else None
-        return PolicyOutput(mean, log_std, chunk, h, aux_pred)
+        return HeadOutputs(mean, log_std, chunk, h, aux_pred)
 
     # ----- the API used by BC, PPO, evaluation -----
-    def dist_from_output(self, out: PolicyOutput) -> Independent:
+    def dist_from_output(self, out: HeadOutputs) -> Independent:
         """Diagonal Gaussian over actions in actuator units (unclipped) for given head outputs."""
         mean = self.unnormalize_action(out.mean)
         std = out.log_std.exp() * self.action_normalizer.std
@@ -275,55 +246,11 @@ class MultimodalPolicy(nn.Module):
         assert chunk is not None
         return self.clip_action(self.unnormalize_action(chunk))
 
-    def as_onnx(self) -> OnnxPolicy:
+    def as_onnx(self) -> ExportWrapper:
         """A copy wrapped for export: forward(*raw inputs in `input_names` order) -> action [, action_chunk]."""
-        return OnnxPolicy(self)
+        from .export_wrapper import ExportWrapper  # noqa: PLC0415  (the wrapper module imports this one)
 
-
-class OnnxPolicy(nn.Module):
-    """Export wrapper (cf. rsl_rl as_onnx): raw sensors in, clipped deterministic actions out.
-
-    Inputs are positional in `input_names` order (the spec's policy keys, plus `history_mask` (B, K) bool when
-    history > 1); outputs are `output_names`. Normalizers travel inside the graph.
-    """
-
-    def __init__(self, policy: MultimodalPolicy) -> None:
-        super().__init__()
-        import copy
-
-        self.policy = copy.deepcopy(policy).cpu().eval()
-        self.input_names: tuple[str, ...] = tuple(policy.spec.policy_keys) + (
-            (HISTORY_MASK_KEY,) if policy.cfg.history > 1 else ()
-        )
-        self.output_names: tuple[str, ...] = ("action",) + (
-            ("action_chunk",) if policy.chunk_head is not None else ()
-        )
-        self.eval()
-
-    def train(self, mode: bool = True) -> OnnxPolicy:
-        """Always eval mode: exporters restore the wrapper's mode afterwards, which must not enable augmentation."""
-        return super().train(False)
-
-    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
-        """Zero inputs of the right shapes and dtypes, e.g. for `torch.onnx.export`."""
-        K, spec = self.policy.cfg.history, self.policy.spec
-        lead = (batch,) if K == 1 else (batch, K)
-        out = []
-        for name in self.input_names:
-            if name == HISTORY_MASK_KEY:
-                out.append(torch.ones(batch, K, dtype=torch.bool))
-            else:
-                t = spec.obs(name)
-                out.append(torch.zeros(*lead, *t.shape, dtype=getattr(torch, t.dtype)))
-        return tuple(out)
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        obs = dict(zip(self.input_names, inputs, strict=True))
-        out = self.policy(obs)
-        action = self.policy.clip_action(self.policy.unnormalize_action(out.mean))  # (B, A)
-        if out.chunk is None:
-            return action
-        return action, self.policy.clip_action(self.policy.unnormalize_action(out.chunk))  # (B, H, A)
+        return ExportWrapper(self)
 
 
 def obs_to_torch(obs: dict[str, np.ndarray], keys: tuple[str, ...], device: str | torch.device = "cpu",
@@ -343,14 +270,14 @@ def policy_summary(policy: MultimodalPolicy) -> dict:
     def count(m: nn.Module | None) -> int:
         return 0 if m is None else sum(p.numel() for p in m.parameters())
 
-    embeddings = sum(p.numel() for p in (policy.pos_emb, policy.cam_emb, policy.vec_emb, policy.time_emb,
-                                         policy.readout))
+    tok = policy.tokenizer
+    embeddings = sum(p.numel() for p in tok.embeddings())
     cfg = policy.cfg
     return {
         "params": policy.num_params(),
         "params_exported": policy.num_params() - count(policy.aux_state_head),
-        "params_image_stems": count(policy.stems),
-        "params_vector_tokenizers": count(policy.vec_tokenizers),
+        "params_image_stems": count(tok.stems),
+        "params_vector_tokenizers": count(tok.vec_tokenizers),
         "params_embeddings": embeddings,
         "params_transformer": count(policy.encoder),
         "params_heads": count(policy.action_head) + count(policy.chunk_head),

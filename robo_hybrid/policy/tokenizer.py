@@ -1,11 +1,25 @@
-"""Tokenizers: camera image -> grid of D-wide tokens, vector observation -> one token; training augmentation."""
+"""The observation tokenizer shared by the actor, the critic and the reward model.
+
+`ObservationTokenizer` turns a raw observation dict into the transformer's token sequence: one image stem per
+camera (a grid of D-wide tokens each), one MLP token per vector key (or per part of a key), camera / modality /
+position / time embeddings, and a readout token in front. The stems and the vector MLP are the classes above it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
+
+from robo_hybrid.constants import HISTORY_MASK_KEY
+from robo_hybrid.spec import IOSpec
+
+from .config import IMAGE_ENCODERS
 
 
 def conv_out(n: int, kernel: int, stride: int, padding: int) -> int:
@@ -145,8 +159,171 @@ class VectorTokenizer(nn.Module):
         return self.net(x)
 
 
-def pad_mask_from_lengths(valid: torch.Tensor, tokens_per_step: int) -> torch.Tensor:
-    """(B, K) bool per history step -> (B, K * tokens_per_step) bool per token."""
-    B, K = valid.shape
-    return valid[:, :, None].expand(B, K, tokens_per_step).reshape(B, K * tokens_per_step)  # (B, K*S)
+@dataclass
+class TokenizerConfig:
+    """How an owner (policy, critic, reward model) wants its observations tokenized."""
 
+    d_model: int
+    """Token width D."""
+    conv_channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    """Hidden channels of the 'conv' image stem (see `ConvStem`)."""
+    image_encoder: str = "conv"
+    """'conv' (`ConvStem`) or 'resnet18' (`ResNetStem`)."""
+    coord_channels: bool = False
+    """CoordConv x / y input channels for the 'conv' stem."""
+    history: int = 1
+    """K: observation steps per sample."""
+    stacked: bool | None = None
+    """Inputs carry a K axis, (B, K, ...) newest last, and `history_mask` (B, K) is read when present; the time
+    embedding is added then. None: stacked when history > 1 (the policy); the reward model stacks even at K = 1."""
+    time_emb: bool = True
+    """Own a (K, D) time-embedding table (the policy keeps it at K = 1, unused, so its layout and seeded
+    initialisation stay what they were; the critic has none)."""
+    shift_pad_px: int = 0
+    """Random-shift augmentation in training mode (0 disables)."""
+    color_jitter: float = 0.0
+    """Colour-jitter augmentation strength in training mode (0 disables)."""
+
+    def __post_init__(self) -> None:
+        if self.image_encoder not in IMAGE_ENCODERS:
+            raise ValueError(f"image_encoder={self.image_encoder!r}: choose one of {IMAGE_ENCODERS}")
+        if self.history < 1:
+            raise ValueError(f"history={self.history}: use 1 for no history, K > 1 for K observations")
+        if self.stacked is None:
+            self.stacked = self.history > 1
+        if self.history > 1 and not self.stacked:
+            raise ValueError("history > 1 needs stacked inputs (B, K, ...)")
+
+
+class ObservationTokenizer(nn.Module):
+    """Raw observation dict -> tokens (B, 1 + K * S, D) and key mask (B, 1 + K * S) or None.
+
+    Per step the S tokens are, in order: each camera's grid (+ position and camera embeddings), then one token per
+    part of each vector key (+ a modality embedding per token). A time embedding marks the step when inputs are
+    stacked; a readout token goes first. Vector inputs pass through `normalizers[key]` (built by the owner's
+    factory: fixed dataset statistics or running ones) before their MLP. Only `image_keys`, the vector keys and
+    `history_mask` are ever read from the observation dict.
+    """
+
+    def __init__(
+        self,
+        cfg: TokenizerConfig,
+        spec: IOSpec,
+        image_keys: tuple[str, ...],
+        vector_keys: tuple[str, ...],
+        make_normalizer: Callable[[int], nn.Module],
+        vector_parts: Mapping[str, list[int]] | None = None,
+    ) -> None:
+        super().__init__()
+        if not image_keys and not vector_keys:
+            raise ValueError("the tokenizer needs at least one image or vector key")
+        self.cfg, D, K = cfg, cfg.d_model, cfg.history
+        self.image_keys, self.vector_keys = tuple(image_keys), tuple(vector_keys)
+        self.image_size = spec.obs(self.image_keys[0]).shape[0] if self.image_keys else 0
+        for k in self.image_keys:
+            if tuple(spec.obs(k).shape) != (self.image_size, self.image_size, 3):
+                raise ValueError(f"image '{k}' is {spec.obs(k).shape}; the tokenizer needs square RGB images of one size")
+        self.vec_dims = {k: int(np.prod(spec.obs(k).shape)) for k in self.vector_keys}
+        self.parts = {k: list((vector_parts or {}).get(k, [d])) for k, d in self.vec_dims.items()}
+        for k, sizes in self.parts.items():
+            if sum(sizes) != self.vec_dims[k]:
+                raise ValueError(f"'{k}': token parts {sizes} do not sum to its {self.vec_dims[k]} elements")
+
+        # one stem per camera, one MLP per vector part, one normalizer per vector key
+        stems = {k: self._make_stem() for k in self.image_keys}
+        self.grid = next(iter(stems.values())).grid(self.image_size) if stems else (0, 0)
+        self.stems = nn.ModuleDict(stems)
+        self.vec_tokenizers = nn.ModuleDict(
+            {k: nn.ModuleList([VectorTokenizer(d, D) for d in sizes]) for k, sizes in self.parts.items()}
+        )
+        self.normalizers = nn.ModuleDict({k: make_normalizer(d) for k, d in self.vec_dims.items()})
+        augment = self.image_keys and (cfg.shift_pad_px > 0 or cfg.color_jitter > 0)
+        self.augment = ImageAugment(self.image_size, cfg.shift_pad_px, cfg.color_jitter) if augment else None
+
+        # embeddings: spatial position (shared by cameras), camera, vector token, time step, readout token
+        n_vec = sum(len(sizes) for sizes in self.parts.values())
+        self.pos_emb = nn.Parameter(torch.zeros(max(self.grid[0] * self.grid[1], 1), D))
+        self.cam_emb = nn.Parameter(torch.zeros(max(len(self.image_keys), 1), D))
+        self.vec_emb = nn.Parameter(torch.zeros(max(n_vec, 1), D))
+        self.time_emb = nn.Parameter(torch.zeros(K, D)) if cfg.time_emb else None
+        self.readout = nn.Parameter(torch.zeros(1, 1, D))
+
+    def _make_stem(self) -> ConvStem | ResNetStem:
+        if self.cfg.image_encoder == "resnet18":
+            return ResNetStem(self.cfg.d_model)
+        return ConvStem(self.cfg.conv_channels, self.cfg.d_model, self.image_size, self.cfg.coord_channels)
+
+    def init_embeddings(self, init_std: float) -> None:
+        """N(0, init_std) embeddings; the owner calls it after `init_weights`, in this order (seeded runs repeat)."""
+        for p in self.embeddings():
+            nn.init.normal_(p, mean=0.0, std=init_std)
+
+    def embeddings(self) -> list[nn.Parameter]:
+        """The learned embeddings: position, camera, vector token, time (when owned), readout."""
+        time = [self.time_emb] if self.time_emb is not None else []
+        return [self.pos_emb, self.cam_emb, self.vec_emb, *time, self.readout]
+
+    # ----- sizes without a forward pass -----
+    @property
+    def tokens_per_step(self) -> int:
+        """S: a grid per camera + one token per vector part."""
+        return len(self.image_keys) * self.grid[0] * self.grid[1] + sum(len(s) for s in self.parts.values())
+
+    @property
+    def num_tokens(self) -> int:
+        """T = 1 + K * S: the readout token and K steps."""
+        return 1 + self.cfg.history * self.tokens_per_step
+
+    def flops(self) -> int:
+        """Stem and vector-MLP FLOPs (2 per MAC) of one sample, all K steps (embedding adds not counted)."""
+        stems = sum(s.flops(self.image_size) for s in self.stems.values())  # type: ignore[operator]
+        vecs = sum(t.flops() for ts in self.vec_tokenizers.values() for t in ts)  # type: ignore[union-attr]
+        return self.cfg.history * (stems + vecs)
+
+    # ----- forward -----
+    def _check_image(self, key: str, img: torch.Tensor) -> None:
+        if torch.jit.is_tracing():  # pyright: ignore[reportPrivateImportUsage]  (shapes are symbolic then)
+            return
+        n, stacked = self.image_size, bool(self.cfg.stacked)
+        if tuple(img.shape[-3:]) != (n, n, 3) or img.dim() != (5 if stacked else 4) or img.dtype != torch.uint8:
+            lead = "B, K" if stacked else "B"
+            raise ValueError(f"'{key}': expected ({lead}, {n}, {n}, 3) uint8, got {tuple(img.shape)} {img.dtype}")
+
+    def _image_tokens(self, obs: Mapping[str, torch.Tensor], B: int) -> list[torch.Tensor]:
+        K, D, n = self.cfg.history, self.cfg.d_model, self.image_size
+        steps = []
+        for i, key in enumerate(self.image_keys):
+            img = obs[key]
+            self._check_image(key, img)
+            x = image_to_float(img.reshape(B * K, n, n, 3))  # (B*K, 3, H, W)
+            if self.training and self.augment is not None:
+                x = self.augment(x.view(B, K, 3, n, n)).view(B * K, 3, n, n)  # (B*K, 3, H, W)
+            f = self.stems[key](x).flatten(2).transpose(1, 2)  # (B*K, G, D)
+            f = f + self.pos_emb + self.cam_emb[i]  # (B*K, G, D)
+            steps.append(f.view(B, K, -1, D))  # (B, K, G, D)
+        return steps
+
+    def _vector_tokens(self, obs: Mapping[str, torch.Tensor], B: int) -> list[torch.Tensor]:
+        K, D = self.cfg.history, self.cfg.d_model
+        steps, j = [], 0
+        for key, sizes in self.parts.items():
+            v = self.normalizers[key](obs[key].reshape(B * K, self.vec_dims[key]).float())  # (B*K, d)
+            for mlp, part in zip(self.vec_tokenizers[key], v.split(sizes, dim=-1), strict=True):  # type: ignore[arg-type]
+                steps.append((mlp(part) + self.vec_emb[j]).view(B, K, 1, D))  # (B, K, 1, D)
+                j += 1
+        return steps
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw obs -> tokens (B, T, D) and key mask (B, T) (True = real token; None when no `history_mask`)."""
+        K, D, S = self.cfg.history, self.cfg.d_model, self.tokens_per_step
+        B = obs[(self.image_keys or self.vector_keys)[0]].shape[0]
+        x = torch.cat(self._image_tokens(obs, B) + self._vector_tokens(obs, B), dim=2)  # (B, K, S, D)
+        if self.cfg.stacked and self.time_emb is not None:
+            x = x + self.time_emb[None, :, None, :]  # (B, K, S, D)
+        x = x.reshape(B, K * S, D)  # (B, K*S, D)
+        x = torch.cat([self.readout.expand(B, 1, D), x], dim=1)  # (B, T, D)
+        mask = obs.get(HISTORY_MASK_KEY) if self.cfg.stacked else None
+        if mask is None:
+            return x, None
+        mask = mask.to(torch.bool)[:, :, None].expand(B, K, S).reshape(B, -1)  # (B, K*S): a step's tokens share it
+        return x, torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), mask], dim=1)  # (B, T)

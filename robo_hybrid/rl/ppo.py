@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from torch.distributions import Independent
 
-from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy, PolicyOutput
+from robo_hybrid.policy import HISTORY_MASK_KEY, HeadOutputs, MultimodalPolicy
 from robo_hybrid.training import distributed as ddp
 
 from .config import PPOConfig, linear_schedule
@@ -113,12 +113,12 @@ class PPO:
         return it < self.cfg.critic_warmup_iters
 
     # ----- acting -----
-    def policy_output(self, obs: dict[str, torch.Tensor]) -> PolicyOutput:
+    def policy_output(self, obs: dict[str, torch.Tensor]) -> HeadOutputs:
         """Actor head outputs with the log-std bounded to [log std_min, log std_max] (normalized action units)."""
         out = self.actor(actor_inputs(obs, self.actor))
         return out._replace(log_std=out.log_std.clamp(*self.log_std_bounds))
 
-    def dist(self, out: PolicyOutput) -> Independent:
+    def dist(self, out: HeadOutputs) -> Independent:
         """Action distribution in actuator units (unclipped)."""
         return self.actor.dist_from_output(out)
 
@@ -228,7 +228,7 @@ class PPO:
                 "clip_frac": clip_frac.item(), "bc_reg": reg.item(), "actor_grad_norm": float(grad_norm),
                 "std": out.log_std.exp().mean().item()}
 
-    def _bc_regularizer(self, batch: dict, out: PolicyOutput) -> torch.Tensor:
+    def _bc_regularizer(self, batch: dict, out: HeadOutputs) -> torch.Tensor:
         """KL(pi || pi_BC) on the rollout states, or the NLL of demo actions; 0 when switched off."""
         if self.cfg.bc_reg == "kl":
             # analytic KL between the current and the frozen pretrained Gaussian (normalized action units)

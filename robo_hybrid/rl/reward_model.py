@@ -17,13 +17,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from robo_hybrid.policy import Normalizer
-from robo_hybrid.policy.tokenizer import ConvStem, VectorTokenizer, image_to_float
+from robo_hybrid.constants import HISTORY_MASK_KEY
+from robo_hybrid.policy.normalizer import Normalizer
+from robo_hybrid.policy.tokenizer import ObservationTokenizer, TokenizerConfig
 from robo_hybrid.policy.transformer import Encoder, init_weights
 from robo_hybrid.spec import IOSpec
 
 from .config import RewardModelConfig
-from .rollout import HISTORY_MASK_KEY
 
 
 @dataclass
@@ -42,54 +42,30 @@ class RewardModel(nn.Module):
 
     def __init__(self, cfg: RewardModelConfig, spec: IOSpec) -> None:
         super().__init__()
-        self.cfg, self.spec, D, K = cfg, spec, cfg.d_model, cfg.history
+        self.cfg, self.spec, D = cfg, spec, cfg.d_model
         self.image_keys = tuple(spec.image_keys) if cfg.use_images else ()
         self.vector_keys = tuple(k for k in (*spec.policy_keys, *spec.privileged_keys) if k not in spec.image_keys)
         self.input_keys = self.image_keys + self.vector_keys
-        self.image_size = spec.obs(self.image_keys[0]).shape[0] if self.image_keys else 0
-        stems = {k: ConvStem(cfg.conv_channels, D) for k in self.image_keys}
-        self.stems = nn.ModuleDict(stems)
-        self.grid = stems[self.image_keys[0]].grid(self.image_size) if self.image_keys else (0, 0)
-        self.vec_dims = {k: int(np.prod(spec.obs(k).shape)) for k in self.vector_keys}
-        self.vec_tokenizers = nn.ModuleDict({k: VectorTokenizer(d, D) for k, d in self.vec_dims.items()})
-        self.normalizers = nn.ModuleDict({k: Normalizer((d,), 1e-2, 10.0) for k, d in self.vec_dims.items()})
-        self.tokens_per_step = len(self.image_keys) * self.grid[0] * self.grid[1] + len(self.vector_keys)
-        self.pos_emb = nn.Parameter(torch.zeros(max(self.grid[0] * self.grid[1], 1), D))
-        self.cam_emb = nn.Parameter(torch.zeros(max(len(self.image_keys), 1), D))
-        self.vec_emb = nn.Parameter(torch.zeros(len(self.vector_keys), D))
-        self.time_emb = nn.Parameter(torch.zeros(K, D))
-        self.readout = nn.Parameter(torch.zeros(1, 1, D))
+        # inputs are always windows (B, K, ...) + history_mask, even at K = 1 (the time embedding is added then)
+        self.tokenizer = ObservationTokenizer(
+            TokenizerConfig(d_model=D, conv_channels=cfg.conv_channels, history=cfg.history, stacked=True),
+            spec, self.image_keys, self.vector_keys,
+            make_normalizer=lambda d: Normalizer((d,), 1e-2, 10.0),  # fitted on the training trajectories
+        )
         self.encoder = Encoder(D, cfg.n_layers, cfg.n_heads, 4, 0.0)
         self.head = nn.Linear(D, 1)
         init_weights(self, cfg.init_std, cfg.n_layers)
-        for p in (self.pos_emb, self.cam_emb, self.vec_emb, self.time_emb, self.readout):
-            nn.init.normal_(p, mean=0.0, std=cfg.init_std)
+        self.tokenizer.init_embeddings(cfg.init_std)
 
     def fit_normalizers(self, trajectories: list[Trajectory]) -> None:
         """Vector-input statistics from training trajectories."""
-        for k, norm in self.normalizers.items():
+        for k, norm in self.tokenizer.normalizers.items():
             norm.fit(np.concatenate([t.obs[k] for t in trajectories]))  # type: ignore[operator]
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """obs[k]: (B, K, ...) windows, newest last, + `history_mask` (B, K) -> progress logit (B,)."""
-        K, D = self.cfg.history, self.cfg.d_model
-        B = obs[self.input_keys[0]].shape[0]
-        steps: list[torch.Tensor] = []
-        for i, k in enumerate(self.image_keys):
-            x = image_to_float(obs[k].reshape(B * K, *obs[k].shape[2:]))  # (B*K, 3, H, W)
-            f = self.stems[k](x).flatten(2).transpose(1, 2) + self.pos_emb + self.cam_emb[i]  # (B*K, G, D)
-            steps.append(f.view(B, K, -1, D))  # (B, K, G, D)
-        for j, k in enumerate(self.vector_keys):
-            v = self.normalizers[k](obs[k].reshape(B * K, -1).float())  # (B*K, d)
-            steps.append((self.vec_tokenizers[k](v) + self.vec_emb[j]).view(B, K, 1, D))  # (B, K, 1, D)
-        x = torch.cat(steps, dim=2) + self.time_emb[None, :, None, :]  # (B, K, S, D)
-        x = torch.cat([self.readout.expand(B, 1, D), x.reshape(B, K * self.tokens_per_step, D)], dim=1)  # (B, T, D)
-        mask = obs.get(HISTORY_MASK_KEY)
-        key_mask = None
-        if mask is not None:
-            m = mask.bool()[:, :, None].expand(B, K, self.tokens_per_step).reshape(B, -1)  # (B, K*S)
-            key_mask = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), m], dim=1)  # (B, T)
-        h = self.encoder(x, key_mask)[:, 0]  # (B, D)
+        tokens, key_mask = self.tokenizer(obs)  # (B, T, D), (B, T) or None
+        h = self.encoder(tokens, key_mask)[:, 0]  # (B, D)
         return self.head(h).squeeze(-1)  # (B,)
 
     @torch.no_grad()

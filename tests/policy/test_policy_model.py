@@ -161,7 +161,7 @@ def test_features_carry_gradients_for_a_critic(spec32):
     policy = MultimodalPolicy(tiny_cfg(), spec32)
     h = policy.encode(random_obs(spec32, 2))
     h.sum().backward()
-    assert policy.stems["image"].net[0].weight.grad is not None
+    assert policy.tokenizer.stems["image"].net[0].weight.grad is not None
 
 
 def test_wrong_image_size_is_a_clear_error(spec32):
