@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # static names for type checkers; at runtime they load lazily via __getattr__
     from .bench import bench_latency
+    from .config import DeployConfig
     from .loop import Controller, LoopConfig, TemporalEnsembler, sleep_until
     from .mock import Fault, MockRobot, mock_io_spec
     from .policy import CallablePolicy, ModelLoadError, OnnxPolicy, PolicyOutput
-    from .robot import Observation, Robot, RobotDisconnected, RobotError, RobotReadError, RobotWriteError
+    from .robot import Observation, Robot, RobotDisconnected, RobotError, RobotLimits, RobotReadError, RobotWriteError
     from .run import run_deploy
     from .safety import EStop, SafetyConfig, SafetyFilter, stale_limit_s
+    from .server_process import SimServerProcess
     from .sim_backend import MujocoRobot
-    from .sim_server import SimServerConfig, SimServerProcess
+    from .sim_server import SimServerConfig
     from .telemetry import Telemetry
     from .zmq_robot import ZmqRobot
 
@@ -36,13 +38,15 @@ _EXPORTS = {
     "bench_latency": "bench",
     "run_deploy": "run",
     "ZmqRobot": "zmq_robot",
-    "SimServerConfig": "sim_server", "SimServerProcess": "sim_server",
+    "SimServerConfig": "sim_server", "SimServerProcess": "server_process", "RobotLimits": "robot",
+    "DeployConfig": "config",
     "MujocoRobot": "sim_backend",
 }  # fmt: skip
 
 __all__ = [
     "CallablePolicy",
     "Controller",
+    "DeployConfig",
     "EStop",
     "Fault",
     "LoopConfig",
@@ -55,6 +59,7 @@ __all__ = [
     "Robot",
     "RobotDisconnected",
     "RobotError",
+    "RobotLimits",
     "RobotReadError",
     "RobotWriteError",
     "SafetyConfig",

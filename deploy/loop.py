@@ -1,6 +1,6 @@
 """The fixed-rate controller loop: read -> check -> infer -> filter -> write, on absolute monotonic deadlines.
 
-Timing rules (see shared/FAULTS.md): deadlines are t0 + k * period on time.monotonic (never the wall clock);
+Timing rules (see docs/faults.md): deadlines are t0 + k * period on time.monotonic (never the wall clock);
 the loop sleeps until ~spin_s before the deadline, then spins; when a cycle overruns it skips to the next
 period in the future (never a catch-up burst) and counts it; repeated overruns or an inference time-out
 end in a controlled stop. An action that is ready after the cycle's deadline is dropped for a hold.
@@ -18,6 +18,7 @@ import numpy as np
 
 from robo_hybrid.spec import SpecMismatchError
 
+from .config import check_rate_hz
 from .policy import Policy, PolicyOutput
 from .robot import Observation, Robot, RobotError
 from .safety import SafetyConfig, SafetyFilter
@@ -60,10 +61,13 @@ class LoopConfig:
     """Episode e resets the simulator with seed + e."""
     handle_signals: bool = True
     """Install SIGINT/SIGTERM (hold, then exit cleanly) and SIGUSR1 (e-stop) handlers when in the main thread."""
+    allow_other_task: bool = False
+    """Run a model whose spec names another task than the robot's (refused by default)."""
 
     def __post_init__(self) -> None:
-        if self.rate_hz is not None and not 0.1 <= self.rate_hz <= 2000:
-            raise ValueError(f"loop rate_hz={self.rate_hz}: must be within 0.1..2000 Hz (or None for the spec rate)")
+        check_rate_hz(self.rate_hz, "loop rate_hz")
+        if self.max_steps < 0:
+            raise ValueError(f"loop max_steps={self.max_steps}: must be >= 0 (0 = the spec's episode length)")
         if not 0.1 <= self.deadline_fraction <= 1.0:
             raise ValueError("loop deadline_fraction must be within 0.1..1.0")
         if self.max_consecutive_overruns < 1:
@@ -144,7 +148,9 @@ class Controller:
         """Connect and check the model's spec against the robot's before any command; raises SpecMismatchError."""
         self.robot.connect()
         check_rate = self.cfg.rate_hz is None
-        self.spec.require_compatible(self.robot.io_spec, what="robot", check_rate=check_rate)
+        self.spec.require_compatible(self.robot.io_spec, what="robot", check_rate=check_rate,
+                                     check_task=not self.cfg.allow_other_task)  # fmt: skip
+        self.safety.set_robot_limits(self.robot.limits)  # the robot's own limits, intersected with the model's
         if not check_rate and not math.isclose(1.0 / self.period_s, self.spec.control_rate_hz):
             self.warnings.append(
                 f"loop rate {1.0 / self.period_s:g} Hz differs from the model's {self.spec.control_rate_hz:g} Hz: "

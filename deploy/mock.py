@@ -16,10 +16,13 @@ import numpy as np
 
 from robo_hybrid.spec import IOSpec, TensorSpec, assemble_proprio, proprio_layout
 
-from .robot import Observation, Robot, RobotDisconnected, RobotReadError, RobotWriteError, hold_action
+from .robot import Observation, Robot, RobotDisconnected, RobotLimits, RobotReadError, RobotWriteError, hold_action
 
 GRIPPER_OPEN_M = 0.08  # mock gripper: command +1 -> 0.08 m opening, -1 -> closed
 SUCCESS_RADIUS_M = 0.02
+# The mock arm's own reach, declared by the robot whatever spec a model brings (a point has no top speed).
+MOCK_LIMITS = RobotLimits((0.2, -0.4, 0.0), (0.8, 0.4, 0.6), joint_pos_low_rad=(-2.9,) * 7,
+                          joint_pos_high_rad=(2.9,) * 7)  # fmt: skip
 
 
 class Fault(enum.Enum):
@@ -88,8 +91,10 @@ class MockRobot(Robot):
         fault_hook: Callable[[int, MockRobot], None] | None = None,
         slow_read_s: float = 0.0,
         terminate_on_success: bool = True,
+        limits: RobotLimits | None = None,
     ) -> None:
         self._spec = spec or mock_io_spec()
+        self._limits = limits or MOCK_LIMITS
         self._rng = np.random.default_rng(seed)
         self._start_ee = start_ee_m
         self.fault_hook = fault_hook
@@ -123,6 +128,11 @@ class MockRobot(Robot):
     def io_spec(self) -> IOSpec:
         """The spec this mock provides."""
         return self._spec
+
+    @property
+    def limits(self) -> RobotLimits:
+        """The mock arm's declared limits (MOCK_LIMITS unless given), never the model's spec."""
+        return self._limits
 
     def connect(self) -> None:
         """Mark connected; fails while Fault.DISCONNECT is injected."""

@@ -18,12 +18,12 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
+from robo_hybrid.constants import HISTORY_MASK_KEY
 from robo_hybrid.spec import IOSpec, SpecMismatchError
 
 from .onnx_file import ProtobufError, check_external_data, sniff_kind
 
 _ORT_TYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(double)": "float64"}
-HISTORY_MASK_KEY = "history_mask"
 
 
 class ModelLoadError(RuntimeError):

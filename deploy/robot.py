@@ -59,7 +59,8 @@ to zero velocity on its own (the ZeroMQ sim server in `sim_server.py` models exa
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -102,6 +103,55 @@ class Observation:
         return min([self.stamp_s, *self.image_stamp_s.values()])
 
 
+@dataclass(frozen=True)
+class RobotLimits:
+    """What the robot itself allows, declared by its backend from its own configuration (never from a model file).
+
+    The safety filter enforces the intersection of these and the model's spec: a model can narrow them, not widen.
+    """
+
+    workspace_low_m: tuple[float, float, float]
+    workspace_high_m: tuple[float, float, float]
+    max_ee_speed_m_s: float = math.inf
+    """Largest commanded end-effector speed (norm of the xyz displacement per second)."""
+    joint_pos_low_rad: tuple[float, ...] = ()
+    """Soft joint limits (empty = the backend enforces none beyond its own hardware limits)."""
+    joint_pos_high_rad: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        lo, hi = np.asarray(self.workspace_low_m, float), np.asarray(self.workspace_high_m, float)
+        if lo.shape != (3,) or hi.shape != (3,) or not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            raise ValueError(f"robot workspace {self.workspace_low_m}..{self.workspace_high_m}: need 3 finite values")
+        if (lo > hi).any():
+            raise ValueError(f"robot workspace {self.workspace_low_m}..{self.workspace_high_m}: low > high")
+        if not self.max_ee_speed_m_s > 0:
+            raise ValueError(f"robot max_ee_speed_m_s={self.max_ee_speed_m_s}: must be > 0")
+        if len(self.joint_pos_low_rad) != len(self.joint_pos_high_rad):
+            raise ValueError("robot joint limits: low and high must have the same length")
+
+    def to_dict(self) -> dict:
+        """Plain-JSON dict (infinite speed as None)."""
+        d = asdict(self)
+        d["max_ee_speed_m_s"] = None if math.isinf(self.max_ee_speed_m_s) else self.max_ee_speed_m_s
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> RobotLimits:
+        """Inverse of to_dict; ValueError / TypeError when malformed."""
+        speed = d.get("max_ee_speed_m_s")
+        low, high = (tuple(float(x) for x in d[k]) for k in ("workspace_low_m", "workspace_high_m"))
+        return RobotLimits(low, high,  # type: ignore[arg-type]
+                           math.inf if speed is None else float(speed),
+                           tuple(float(x) for x in d.get("joint_pos_low_rad", ())),
+                           tuple(float(x) for x in d.get("joint_pos_high_rad", ())))  # fmt: skip
+
+    @staticmethod
+    def from_spec(spec: IOSpec) -> RobotLimits:
+        """Limits of a simulated robot whose env declares `spec`: its box, and one full action step per period."""
+        speed = spec.max_ee_delta_m * spec.control_rate_hz * math.sqrt(3) if spec.max_ee_delta_m > 0 else math.inf
+        return RobotLimits(tuple(spec.workspace_low_m), tuple(spec.workspace_high_m), speed)
+
+
 def hold_action(spec: IOSpec, gripper: float) -> np.ndarray:
     """Zero end-effector motion with the gripper command kept at `gripper` (the safe setpoint)."""
     a = np.zeros(spec.action.shape, dtype=np.float32)
@@ -119,6 +169,11 @@ class Robot(abc.ABC):
     @abc.abstractmethod
     def io_spec(self) -> IOSpec:
         """The I/O spec this robot provides (observation keys/shapes, action meaning, rate)."""
+
+    @property
+    def limits(self) -> RobotLimits:
+        """The robot's own limits; backends override this from their configuration (the default: its spec's box)."""
+        return RobotLimits.from_spec(self.io_spec)
 
     @abc.abstractmethod
     def connect(self) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from robo_hybrid.spec import IOSpec, SpecMismatchError
 
-from .robot import Observation, hold_action
+from .robot import Observation, RobotLimits, hold_action
 
 _EE_KEYS = ("ee.x_m", "ee.y_m", "ee.z_m")
 _EE_DELTA = ("ee_delta_x", "ee_delta_y", "ee_delta_z")
@@ -36,7 +36,8 @@ class SafetyConfig:
     """Safety filter settings. Finite checks, bounds, watchdogs and the e-stop cannot be switched off."""
 
     enabled: bool = True
-    """Rate limit and workspace box; False leaves only the checks that can never be disabled."""
+    """Rate limit; False leaves only what can never be disabled (finite checks, bounds, the robot's box and speed,
+    watchdogs, e-stop)."""
     max_action_step: float = 1.0
     """Largest change of an xyz action component per control step (action units; acceleration-like). On rh6 at
     25 Hz one unit is 2 cm per step, so 1.0 is ~12.5 m/s^2: about a Franka arm's Cartesian limit (13 m/s^2)."""
@@ -116,7 +117,13 @@ class EStop:
 class SafetyFilter:
     """Makes every command safe or turns it into a hold; counts each event in `counters`."""
 
-    def __init__(self, spec: IOSpec, config: SafetyConfig | None = None, period_s: float | None = None) -> None:
+    def __init__(
+        self,
+        spec: IOSpec,
+        config: SafetyConfig | None = None,
+        period_s: float | None = None,
+        robot_limits: RobotLimits | None = None,
+    ) -> None:
         self.spec = spec
         self.cfg = config or SafetyConfig()
         self.period_s = period_s or spec.control_dt_s
@@ -137,8 +144,7 @@ class SafetyFilter:
         self._ee_idx = [layout.index(k) for k in _EE_KEYS] if all(k in layout for k in _EE_KEYS) else None
         self._grip_idx = layout.index(_GRIPPER_KEY) if _GRIPPER_KEY in layout else None
         self.workspace_active = bool(self._ee_idx is not None and spec.max_ee_delta_m > 0 and self.cfg.workspace)
-        self._ws_low = [float(x) for x in spec.workspace_low_m]
-        self._ws_high = [float(x) for x in spec.workspace_high_m]
+        self.set_robot_limits(robot_limits)
         self._low_l, self._high_l = self._low.tolist(), self._high.tolist()
         self._gripper_open_m = self.cfg.gripper_open_m or spec.extras.get("gripper_open_m")
         self._gripper = 0.0
@@ -146,6 +152,36 @@ class SafetyFilter:
         self._frozen_since: float | None = None
         self._frozen = False
         self.reset_motion()
+
+    def set_robot_limits(self, limits: RobotLimits | None) -> None:
+        """Enforce the intersection of the robot's declared limits and the model's spec (a model only narrows)."""
+        spec = self.spec
+        lo, hi = list(spec.workspace_low_m), list(spec.workspace_high_m)
+        self._max_step_norm = math.inf  # largest xyz action norm per step (the speed limit in action units)
+        self._joint_idx: list[int] = []
+        if limits is not None:
+            lo = [max(a, b) for a, b in zip(lo, limits.workspace_low_m, strict=True)]
+            hi = [min(a, b) for a, b in zip(hi, limits.workspace_high_m, strict=True)]
+            if any(a > b for a, b in zip(lo, hi, strict=True)):
+                raise SpecMismatchError(
+                    f"the model's workspace {list(spec.workspace_low_m)}..{list(spec.workspace_high_m)} does not "
+                    f"overlap the robot's {list(limits.workspace_low_m)}..{list(limits.workspace_high_m)}. "
+                    "Fix: use a model trained for this robot's workspace"
+                )
+            if spec.max_ee_delta_m > 0 and math.isfinite(limits.max_ee_speed_m_s):
+                self._max_step_norm = limits.max_ee_speed_m_s * self.period_s / spec.max_ee_delta_m
+            n = len(spec.joint_names)
+            if len(limits.joint_pos_low_rad) == n and n:
+                self._joint_idx = [spec.proprio_layout.index(f"{j}.pos_rad") for j in spec.joint_names
+                                   if f"{j}.pos_rad" in spec.proprio_layout]  # fmt: skip
+                self._joint_lo, self._joint_hi = list(limits.joint_pos_low_rad), list(limits.joint_pos_high_rad)
+        self._ws_low, self._ws_high = [float(x) for x in lo], [float(x) for x in hi]
+        self.robot_limits = limits
+
+    @property
+    def workspace_m(self) -> tuple[list[float], list[float]]:
+        """The enforced workspace box (low, high): the robot's and the model's intersection."""
+        return list(self._ws_low), list(self._ws_high)
 
     # ----- state -----
     def reset_motion(self, gripper: float | None = None) -> None:
@@ -206,6 +242,10 @@ class SafetyFilter:
                 return "stale_image"
         if self.cfg.frozen_check and self._is_frozen(obs, now_s):
             return "frozen_state"
+        if self._joint_idx and len(self._joint_idx) == len(self._joint_lo):
+            q = obs.arrays["proprio"][self._joint_idx].tolist()
+            if any(not lo <= x <= hi for x, lo, hi in zip(q, self._joint_lo, self._joint_hi, strict=True)):
+                return "joint_limit"  # the arm is past a soft limit: hold, a person must move it back
         return None
 
     def _is_frozen(self, obs: Observation, now_s: float) -> bool:
@@ -228,7 +268,7 @@ class SafetyFilter:
     # ----- action filter -----
     # Plain Python floats below: for 4 numbers they are ~10x faster than numpy calls (this runs every cycle).
     def filter(self, action: np.ndarray, obs: Observation) -> tuple[np.ndarray, bool]:
-        """(safe action, is_hold): finite -> clamp -> rate limit -> workspace; a non-finite action becomes a hold."""
+        """(safe action, is_hold): finite -> clamp -> rate limit -> speed -> workspace; non-finite becomes a hold."""
         a = np.asarray(action, dtype=np.float32)
         if a.shape != self.spec.action.shape:
             return self.hold("bad_action_shape"), True
@@ -240,8 +280,9 @@ class SafetyFilter:
             self.counters["clamped"] += 1
         if self.cfg.enabled:
             out = self._rate_limit(out)
-            if self.workspace_active:
-                out = self._workspace(out, obs.arrays["proprio"])
+        out = self._speed_limit(out)  # the robot's declared limits are never switched off with `enabled`
+        if self.workspace_active:
+            out = self._workspace(out, obs.arrays["proprio"])
         self._v = out[:3]
         self._gripper = out[-1]
         self.counters["actions"] += 1
@@ -262,6 +303,17 @@ class SafetyFilter:
             out[-1] = min(max(a[-1], self._gripper - A), self._gripper + A)
         if any(abs(x - y) > 1e-6 for x, y in zip(out, a, strict=True)):
             self.counters["rate_limited"] += 1
+        return out
+
+    def _speed_limit(self, a: list[float]) -> list[float]:
+        """Scale the xyz command down to the robot's declared end-effector speed."""
+        norm = math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
+        if norm <= self._max_step_norm:
+            return a
+        k = self._max_step_norm / norm
+        self.counters["speed_limited"] += 1
+        out = [a[0] * k, a[1] * k, a[2] * k, *a[3:]]
+        self._dv = [out[i] - self._v[i] for i in range(3)]
         return out
 
     def _workspace(self, a: list[float], proprio: np.ndarray) -> list[float]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from robo_hybrid.spec import IOSpec
 
-from .robot import Observation, Robot, RobotError, RobotReadError, RobotWriteError, hold_action
+from .robot import Observation, Robot, RobotError, RobotLimits, RobotReadError, RobotWriteError, hold_action
 
 
 def env_kwargs_for_spec(spec: IOSpec) -> dict:
@@ -52,6 +52,21 @@ class MujocoRobot(Robot):
         if self._spec is None:
             raise RobotError("MujocoRobot.io_spec is known only after connect(); call connect() first")
         return self._spec
+
+    @property
+    def limits(self) -> RobotLimits:
+        """The simulated arm's limits: its env's workspace and speed, and the MJCF's joint ranges when it has them."""
+        base = RobotLimits.from_spec(self.io_spec)
+        model = getattr(getattr(self.env, "unwrapped", None), "model", None)
+        try:  # MuJoCo model: jnt_range rows of the spec's joints (limited joints only)
+            ids = [model.joint(j).id for j in self.io_spec.joint_names]  # type: ignore[union-attr]
+            lo = tuple(float(model.jnt_range[i][0]) for i in ids)  # type: ignore[union-attr]
+            hi = tuple(float(model.jnt_range[i][1]) for i in ids)  # type: ignore[union-attr]
+            if all(a < b for a, b in zip(lo, hi, strict=True)):
+                return RobotLimits(base.workspace_low_m, base.workspace_high_m, base.max_ee_speed_m_s, lo, hi)
+        except Exception:  # noqa: BLE001 - an env without a MuJoCo model (or unnamed joints): no joint limits
+            pass
+        return base
 
     def connect(self) -> None:
         """Create the env (first call) and reset it; later calls only leave the stopped state."""

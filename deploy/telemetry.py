@@ -7,10 +7,12 @@ Nothing here does I/O inside the control loop; `write` (CSV per cycle + JSON sum
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 
 import numpy as np
+
+from robo_hybrid.fileio import atomic_write_json, atomic_write_text, atomic_write_with
 
 # per-cycle columns, all seconds except the integer codes
 TIMING_FIELDS = ("wake_late_s", "period_s", "read_s", "infer_s", "filter_s", "write_s", "cycle_s")
@@ -98,14 +100,14 @@ class Telemetry:
         csv_path = os.path.join(log_dir, f"{prefix}.csv")
         cols = INT_FIELDS + TIMING_FIELDS
         data = [self.column(c) for c in cols]
-        with open(csv_path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(cols)
-            for i in range(self._n):
-                w.writerow([int(d[i]) if c in INT_FIELDS else f"{d[i]:.7f}" for c, d in zip(cols, data, strict=True)])
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(cols)
+        for i in range(self._n):
+            w.writerow([int(d[i]) if c in INT_FIELDS else f"{d[i]:.7f}" for c, d in zip(cols, data, strict=True)])
+        atomic_write_text(csv_path, buf.getvalue())  # a reader never sees half a log
         json_path = os.path.join(log_dir, f"{prefix}_summary.json")
-        with open(json_path, "w") as f:
-            json.dump(self.summary(), f, indent=2)
+        atomic_write_json(json_path, self.summary())
         return {"csv": csv_path, "summary": json_path}
 
     def plot_histogram(self, path: str) -> str | None:
@@ -130,7 +132,7 @@ class Telemetry:
             ax.legend(fontsize=8)
         fig.suptitle(f"control loop @ {1.0 / self.period_s:g} Hz, {self._n} cycles")
         fig.tight_layout()
-        fig.savefig(path, dpi=90)
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"), suffix=".png")
         plt.close(fig)
         return path
 

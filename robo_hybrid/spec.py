@@ -67,6 +67,23 @@ class IOSpec:
     version: int = SPEC_VERSION
     extras: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # refused here, at load, so a bad file never reaches a division by the rate or an inverted box
+        rate = self.control_rate_hz
+        if not isinstance(rate, (int, float)) or not np.isfinite(rate) or rate <= 0:
+            raise SpecMismatchError(f"I/O spec of {self.task_id!r}: control_rate_hz={rate!r} must be a finite "
+                                    "number > 0. Fix: re-export with the env's control rate")  # fmt: skip
+        if not np.isfinite(self.max_ee_delta_m) or self.max_ee_delta_m < 0:
+            raise SpecMismatchError(f"I/O spec of {self.task_id!r}: max_ee_delta_m={self.max_ee_delta_m!r} "
+                                    "must be >= 0")  # fmt: skip
+        lo, hi = np.asarray(self.workspace_low_m, float), np.asarray(self.workspace_high_m, float)
+        finite = bool(np.isfinite(lo).all() and np.isfinite(hi).all())
+        if lo.shape != (3,) or hi.shape != (3,) or not finite or (lo > hi).any():
+            raise SpecMismatchError(f"I/O spec of {self.task_id!r}: workspace {list(lo)}..{list(hi)} must be 3 finite "
+                                    "values each with low <= high")  # fmt: skip
+        if int(self.episode_steps) < 0:
+            raise SpecMismatchError(f"I/O spec of {self.task_id!r}: episode_steps={self.episode_steps} must be >= 0")
+
     # ----- views -----
     @property
     def policy_keys(self) -> tuple[str, ...]:
@@ -103,9 +120,20 @@ class IOSpec:
             t.check(obs[t.name], batched=batched)
 
     # ----- comparison -----
-    def mismatches(self, other: IOSpec, check_rate: bool = True) -> list[str]:
-        """Human-readable differences that make a policy for `self` unsafe to run on `other`."""
+    def mismatches(self, other: IOSpec, check_rate: bool = True, check_task: bool = True) -> list[str]:
+        """Human-readable differences that make a policy for `self` unsafe to run on `other`.
+
+        Workspace boxes need not be equal (the robot side enforces their intersection) but must overlap.
+        """
         out: list[str] = []
+        if check_task and self.task_id != other.task_id:
+            out.append(f"task: model trained for {self.task_id!r}, robot/env provides {other.task_id!r}")
+        lo = np.maximum(self.workspace_low_m, other.workspace_low_m)
+        hi = np.minimum(self.workspace_high_m, other.workspace_high_m)
+        if (lo > hi).any():
+            out.append(f"workspace boxes do not overlap: model {list(self.workspace_low_m)}.."
+                       f"{list(self.workspace_high_m)}, robot {list(other.workspace_low_m)}.."
+                       f"{list(other.workspace_high_m)}")  # fmt: skip
         mine = {t.name: t for t in self.observations}
         theirs = {t.name: t for t in other.observations}
         for k in mine:
@@ -133,9 +161,11 @@ class IOSpec:
             out.append(f"control rate: model {self.control_rate_hz} Hz, robot {other.control_rate_hz} Hz")
         return out
 
-    def require_compatible(self, other: IOSpec, what: str = "robot", check_rate: bool = True) -> None:
+    def require_compatible(
+        self, other: IOSpec, what: str = "robot", check_rate: bool = True, check_task: bool = True
+    ) -> None:
         """Raise SpecMismatchError listing every mismatch between this (model) spec and `other`."""
-        problems = self.mismatches(other, check_rate=check_rate)
+        problems = self.mismatches(other, check_rate=check_rate, check_task=check_task)
         if problems:
             raise SpecMismatchError(
                 f"the model's I/O spec ({self.task_id}) does not match the {what}'s ({other.task_id}):\n  - "
@@ -170,7 +200,9 @@ class IOSpec:
                 if k in d:
                     d[k] = tuple(d[k])
             return IOSpec(**d)
-        except (KeyError, TypeError) as e:
+        except SpecMismatchError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
             raise SpecMismatchError(f"malformed I/O spec: {e!r}; the file was not written by this version") from e
 
     @staticmethod

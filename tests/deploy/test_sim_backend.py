@@ -59,17 +59,18 @@ def test_mujoco_robot_gives_only_policy_keys(env_spec):
 
 
 def test_run_deploy_in_process_sim(exported):
-    res = run_deploy(exported, robot="sim", episodes=1, max_steps=8, render=False)
+    res = run_deploy(exported, robot="sim", episodes=1, max_steps=8, env_cfg={"render": False})
     assert res["ends"] == ["max_steps"] and res["counters"]["actions"] == 8
     assert res["counters"].get("holds", 0) == 0 and res["latched"] is None
 
 
 def test_run_deploy_sim_server_with_history_and_chunks(env_spec, tmp_path):
     path = _export(env_spec, tmp_path / "hist.onnx", history=2, chunk=4)
-    res = run_deploy(path, robot="sim_server", episodes=1, max_steps=8, temporal_ensemble_m=0.1, render=False)
+    res = run_deploy(path, robot="sim_server", episodes=1, max_steps=8, temporal_ensemble_m=0.1,
+                     keys_dir=str(tmp_path / "keys"), env_cfg={"render": False})  # fmt: skip
     assert res["ends"] == ["max_steps"] and res["counters"]["actions"] == 8
 
 
 def test_spec_mismatch_with_the_env_refuses_before_stepping(exported):
     with pytest.raises(SpecMismatchError, match="observation 'image'"):
-        run_deploy(exported, robot="sim", episodes=1, max_steps=5, image_size=48, render=False)
+        run_deploy(exported, robot="sim", episodes=1, max_steps=5, env_cfg={"image_size": 48, "render": False})
