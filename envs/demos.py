@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,6 +135,11 @@ def partial_dir(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
+def _int_attr(node: Any, key: str) -> int:
+    """An HDF5 object's scalar attribute as an int (h5py's attrs are untyped)."""
+    return int(node.attrs[key])
+
+
 def _episode_path(pdir: Path, index: int) -> Path:
     return pdir / f"episode_{index:06d}.hdf5"
 
@@ -204,7 +210,7 @@ def _resume(pdir: Path, manifest: dict, episodes: int) -> list[int]:
             continue
         try:
             with h5py.File(p, "r") as f:
-                ok = int(f.attrs["index"]) == i and int(f["demo"].attrs["seed"]) == manifest["seed"] + i
+                ok = _int_attr(f, "index") == i and _int_attr(f["demo"], "seed") == manifest["seed"] + i
         except (OSError, KeyError):
             ok = False
         if ok:
@@ -291,8 +297,8 @@ def _assemble(out: Path, pdir: Path, episodes: int, spec: IOSpec, cfg_dict: dict
         for i in range(episodes):
             with h5py.File(_episode_path(pdir, i), "r") as src:
                 src.copy(src["demo"], data, name=f"demo_{i}")  # datasets copied as stored (compression kept)
-                successes += int(bool(src["demo"].attrs["success"]))
-                total += int(src["demo"].attrs["num_samples"])
+                successes += _int_attr(src["demo"], "success")
+                total += _int_attr(src["demo"], "num_samples")
         _write_file_attrs(data, spec, cfg_dict, task, total)
     return successes / episodes, total
 

@@ -1,4 +1,4 @@
-"""Fetch adapters: env checker, I/O spec, no object state in policy inputs, rewards, determinism, experts."""
+"""envs/fetch.py: the Fetch adapters' env checker, I/O spec, privileged isolation, rewards, determinism."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 from robo_hybrid.envs.common import ACTION_MEANING, PRIVILEGED_DIM, EnvConfig, RandomizationConfig  # noqa: E402
+from robo_hybrid.envs.experts import FetchExpert  # noqa: E402
 from robo_hybrid.envs.fetch import FETCH_TASKS, FetchAdapter, fetch_task_names, make_fetch  # noqa: E402
-from robo_hybrid.envs.fetch_expert import FetchExpert, evaluate_expert  # noqa: E402
 
 TASKS = fetch_task_names()
 SMALL = 32
@@ -123,6 +123,7 @@ def test_set_state_roundtrip(make):
 
 
 def test_sparse_and_dense_rewards(make):
+    """Fetch uses the rh6 terms of envs/rewards.py: sparse = success; dense = the weighted terms, each logged."""
     sparse, dense = make("fetch_push", reward="sparse"), make("fetch_push", reward="dense")
     rng = np.random.default_rng(0)
     sparse.reset(seed=2)
@@ -132,11 +133,21 @@ def test_sparse_and_dense_rewards(make):
         _, r_s, _, _, info_s = sparse.step(action)
         _, r_d, _, _, info_d = dense.step(action)
         assert r_s == float(info_s["is_success"]) and isinstance(info_s["is_success"], bool)
-        terms = info_d["reward_terms"]
-        assert set(terms) == {"success", "reach", "place"}
+        terms, raw = info_d["reward_terms"], info_d["reward_metrics"]
+        assert set(terms) == set(raw) == {"success", "tcp_to_object_m", "object_to_goal_m"}
         assert r_d == pytest.approx(sum(terms.values()))
-        assert terms["reach"] == pytest.approx(-np.linalg.norm(dense.grip_pos_m() - dense.object_pos_m()), abs=1e-3)
-        assert terms["place"] < 0
+        reach_m = np.linalg.norm(dense.grip_pos_m() - dense.object_pos_m())
+        assert raw["tcp_to_object_m"] == pytest.approx(reach_m, abs=1e-3)
+        assert terms["tcp_to_object_m"] == pytest.approx(-0.5 * reach_m, abs=1e-3)
+        assert terms["object_to_goal_m"] < 0
+
+
+def test_task_definitions_use_the_one_task_list():
+    from robo_hybrid.constants import TASK_IDS
+
+    assert set(FETCH_TASKS) == {k for k in TASK_IDS if k.startswith("fetch")}
+    for name, task in FETCH_TASKS.items():
+        assert task.name == name and task.task_id == TASK_IDS[name]
 
 
 def test_truncation_and_termination(make):
@@ -172,24 +183,3 @@ def test_rejects_unsupported_config(kwargs, match):
 def test_rejects_unknown_task():
     with pytest.raises(ValueError, match="fetch_push"):
         FetchAdapter("fetch_slide")
-
-
-@pytest.mark.parametrize("task", TASKS)
-def test_expert_succeeds(task):
-    assert evaluate_expert(task, range(5)) == 1.0
-
-
-@pytest.mark.parametrize("task", TASKS)
-def test_make_env_and_make_expert(task):
-    from robo_hybrid.envs import TASK_IDS, make_env, make_expert
-
-    env = make_env(task, render=False)
-    try:
-        assert env.unwrapped.io_spec.task_id == TASK_IDS[task]
-        expert = make_expert(env)
-        assert isinstance(expert, FetchExpert) and expert.task == task
-        obs, _ = env.reset(seed=0)
-        action = expert.act(obs, env)
-        assert action.shape == (4,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1.0)
-    finally:
-        env.close()
