@@ -244,6 +244,7 @@ def collect(
     pdir = partial_dir(out)
     manifest = _manifest(task, spec, cfg_dict, seed, action_noise)
     done = _resume(pdir, manifest, episodes) if pdir.is_dir() else []
+    _remove_stale_tmp(out)
     if not done:
         atomic_write_json(pdir / MANIFEST_FILE, manifest)
     else:
@@ -254,6 +255,18 @@ def collect(
     shutil.rmtree(pdir)
     wall = time.perf_counter() - t0
     return CollectReport(str(out), episodes, success_rate, env_steps, wall, len(done), new_steps)
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Remove temporary siblings of `out` whose writer was killed (robo_hybrid.fileio names them .<name>.tmp-<pid>)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[1].split(".")[0]
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            pass  # not one of ours, or a live process of another user
 
 
 def _run_chunks(task: str, cfg_dict: dict, seed: int, todo: list[int], action_noise: float, pdir: Path,

@@ -193,8 +193,11 @@ def test_killed_collect_keeps_its_episodes_and_resumes(reference, tmp_path, caps
     assert res.returncode == -9, res.stderr[-2000:]
     assert not out.exists() and len(list(partial_dir(out).glob("episode_*.hdf5"))) == 2
     assert not list(tmp_path.rglob(".*")), "a hidden temporary file was left behind"
+    stale = tmp_path / ".reach.hdf5.tmp-999999999"  # what a writer killed while assembling the file leaves
+    stale.write_bytes(b"half a file")
     collect("reach", SMALL, episodes=4, out=out, seed=3, progress=False)
     assert "2 of 4 episodes on disk" in capsys.readouterr().out
+    assert not stale.exists()
     _assert_same_demos(out, reference)
 
 
