@@ -14,12 +14,14 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
+from robo_hybrid.constants import HELD_OUT_SEED_BASE, TASK_IDS
+from robo_hybrid.deploy.config import DeployConfig  # torch-free; the robot side owns it
 from robo_hybrid.envs.common import EnvConfig
 from robo_hybrid.policy.config import PolicyConfig
+from robo_hybrid.rl.config import PPOConfig
+from robo_hybrid.training.config import BCConfig
 
-TASK_NAMES = ("reach", "push", "pickplace", "fetch_reach", "fetch_push", "fetch_pickplace")
-BC_LOSSES = ("mse_nll", "nll")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+TASK_NAMES = tuple(TASK_IDS)
 
 
 def configs_dir() -> Path:
@@ -50,92 +52,16 @@ class TaskConfig:
 
 
 @dataclass
-class BCConfig:
-    """Behaviour-cloning optimisation, logging and checkpointing."""
-
-    name: str = "bc"
-    """Algorithm name (selects this schema; appears in the default run_dir)."""
-    steps: int = 3000
-    """Gradient steps in total (a resumed run continues up to this many)."""
-    batch_size: int = 64
-    """Samples per gradient step, drawn uniformly with replacement from the training episodes."""
-    lr: float = 1e-3
-    """Peak learning rate of AdamW."""
-    min_lr_ratio: float = 0.1
-    """The cosine schedule decays to lr * min_lr_ratio at the last step."""
-    warmup_steps: int = 100
-    """Linear warm-up from 0 to lr over this many steps."""
-    weight_decay: float = 1e-4
-    """AdamW decoupled weight decay, applied to weight matrices and embeddings only (not biases / norms)."""
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    """AdamW betas."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this value (0 disables)."""
-    loss: str = "mse_nll"
-    """'mse_nll': MSE on the mean + Gaussian NLL of the log-std with the mean detached (robust, keeps the mean
-    fit independent of the predicted std); 'nll': plain Gaussian NLL of mean and log-std together."""
-    chunk_loss_weight: float = 1.0
-    """Weight of the L1 action-chunk loss (only with policy.chunk_size > 0; padded steps are masked)."""
-    aux_state_weight: float = 1.0
-    """Weight of the auxiliary loss that regresses the privileged sim state (normalized) from the readout
-    (needs policy.aux_state_head; 0 disables). The state is a training target only, never a policy input."""
-    only_successful: bool = True
-    """Train on the demos the expert solved only."""
-    val_fraction: float = 0.05
-    """Fraction of episodes held out for the validation loss (floor; none for tiny datasets)."""
-    val_max_samples: int = 1024
-    """At most this many (evenly spaced) held-out samples per validation pass."""
-    log_every: int = 50
-    """Steps between TensorBoard / metrics.jsonl / progress-bar updates."""
-    val_every: int = 250
-    """Steps between validation-loss passes (0 disables)."""
-    ckpt_every: int = 500
-    """Steps between checkpoints; a killed run resumes from the last one (and one is always written at the end)."""
-    keep_last: int = 2
-    """Checkpoint directories kept (the best-success one is kept as well)."""
-    eval_every: int = 0
-    """Steps between calls of the evaluation hook (0: only once, at the end, when a hook is given)."""
-    eval_episodes: int = 20
-    """Episodes per evaluation during training (read by whoever builds the hook)."""
-    progress_bar: bool = True
-    """Show a tqdm bar with loss and samples/s."""
-    amp: str = "auto"
-    """Mixed precision on a GPU (torch.autocast): 'auto' = bf16 where the GPU supports it, else fp16 with a gradient
-    scaler; 'off' = fp32. CPU training always runs in fp32 (the tested default)."""
-
-    def __post_init__(self) -> None:
-        if self.loss not in BC_LOSSES:
-            raise ValueError(f"algo.loss={self.loss!r}: choose one of {BC_LOSSES}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"algo.amp={self.amp!r}: choose one of {AMP_MODES}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("algo.steps and algo.batch_size must be >= 1")
-        if self.lr <= 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError("algo.lr must be > 0 and algo.min_lr_ratio within [0, 1]")
-        if self.log_every < 1 or self.ckpt_every < 1:
-            raise ValueError("algo.log_every and algo.ckpt_every must be >= 1")
-        if min(self.warmup_steps, self.val_every, self.eval_every) < 0:
-            raise ValueError("algo.warmup_steps, algo.val_every and algo.eval_every must be >= 0 (0 disables)")
-        if self.chunk_loss_weight < 0 or self.aux_state_weight < 0:
-            raise ValueError("algo.chunk_loss_weight and algo.aux_state_weight must be >= 0 (0 disables)")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"algo.val_fraction={self.val_fraction}: must be in [0, 1)")
-        if self.keep_last < 1:
-            raise ValueError("algo.keep_last must be >= 1 (resume needs the last checkpoint)")
-
-
-@dataclass
 class EvalConfig:
     """Evaluation rollouts (after training, and by `robo-hybrid eval`)."""
 
     episodes: int = 100
     """Episodes to run."""
-    seed_base: int = 1_000_000
-    """Episode i is reset with seed seed_base + i: disjoint from the demo seeds 0..N-1."""
+    seed_base: int = HELD_OUT_SEED_BASE
+    """Episode i is reset with seed seed_base + i: disjoint from the demo seeds 0..N-1. The one seed source of every
+    evaluation: BC training, `eval`, PPO, the ablation, `bench learn` and the controller loop of the main job."""
     videos: int = 3
     """Rollouts recorded to mp4."""
-    deterministic: bool = True
-    """Use the mean action (else sample from the Gaussian)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.videos < 0:
@@ -150,32 +76,134 @@ class ExportConfig:
     """Also write <out>.int8.onnx (dynamic int8 quantization) and report its parity and speed-up."""
 
 
-@dataclass
-class DeployConfig:
-    """The torch-free controller loop (`robo-hybrid deploy`, and the main job)."""
+LEARN_SYSTEMS = ("bc", "bc_ppo", "sb3_ppo", "sb3_sac")
 
-    episodes: int = 20
-    """Episodes to run on the robot (sim robots reset between episodes)."""
-    rate_hz: float | None = None
-    """Control rate; None = the rate in the model's I/O spec."""
-    seed: int = 1_000_000
-    """Seed of the first sim episode (held-out seeds, as in evaluation)."""
-    max_steps: int = 0
-    """Stop after this many control steps in total (0 = run the episodes to the end)."""
-    safety: bool = True
-    """Safety filter between policy and robot (clamp, rate limit, workspace, watchdogs, e-stop)."""
-    estop_file: str = ""
-    """If this file appears, the e-stop latches (SIGUSR1 does the same)."""
-    temporal_ensemble_m: float | None = None
-    """ACT temporal-ensembling weight exp(-m * i) for chunk policies; None = no ensembling."""
-    log_dir: str = ""
-    """Telemetry CSV / JSON / histogram PNG folder; empty = a temporary folder."""
+
+@dataclass
+class EnvsBenchConfig:
+    """`robo-hybrid bench envs`: env steps/s with 1 and 2 worker processes, ours against Fetch."""
+
+    tasks: list[str] = field(default_factory=lambda: ["reach", "push", "pickplace", "fetch_pickplace"])
+    """Tasks to time (short names)."""
+    workers: list[int] = field(default_factory=lambda: [1, 2])
+    """Worker-process counts to time each task with."""
+    steps: int = 1000
+    """Env steps per measurement."""
+    repeats: int = 3
+    """Measurements per (task, workers); the median is reported."""
 
     def __post_init__(self) -> None:
-        if self.episodes < 1 or self.max_steps < 0:
-            raise ValueError("deploy.episodes must be >= 1 and deploy.max_steps >= 0")
-        if self.rate_hz is not None and not 1.0 <= self.rate_hz <= 1000.0:
-            raise ValueError(f"deploy.rate_hz={self.rate_hz}: must be within 1..1000 Hz (or null = the model's)")
+        bad = [t for t in self.tasks if t not in TASK_IDS]
+        if bad:
+            raise ValueError(f"bench.envs.tasks: unknown {bad}; choose from {list(TASK_IDS)}")
+        if not self.workers or min(self.workers) < 1 or self.steps < 1 or self.repeats < 1:
+            raise ValueError("bench.envs.workers entries, steps and repeats must be >= 1")
+
+
+@dataclass
+class LatencyBenchConfig:
+    """`robo-hybrid bench latency`: batch-1 inference rows and the controller cycle, pinned to one core."""
+
+    iters: int = 1000
+    """Timed inference calls per row."""
+    cycles: int = 1000
+    """Controller cycles on a MockRobot."""
+    rate_hz: float = 100.0
+    """Controller rate of the cycle measurement."""
+    cpu: int | None = None
+    """Core to pin to (None: the last core of this process's affinity mask)."""
+    sb3: bool = True
+    """Add stable-baselines3's exported MultiInputPolicy rows (needs the [bench] extra)."""
+    sb3_algo: str = "ppo"
+    """SB3 algorithm of those rows: ppo or sac."""
+    sb3_model: str = ""
+    """A trained SB3 .zip to export (empty: an untrained policy of the same architecture; timing only)."""
+    json: str = ""
+    """Also write every figure to this JSON file."""
+
+    def __post_init__(self) -> None:
+        if self.iters < 1 or self.cycles < 0 or self.rate_hz <= 0:
+            raise ValueError("bench.latency.iters must be >= 1, cycles >= 0 and rate_hz > 0")
+        if self.sb3_algo not in ("ppo", "sac"):
+            raise ValueError(f"bench.latency.sb3_algo={self.sb3_algo!r}: choose ppo or sac")
+
+
+@dataclass
+class LearnBenchConfig:
+    """`robo-hybrid bench learn`: our BC, BC + PPO and SB3 PPO / SAC under one wall-clock budget each."""
+
+    budget_s: float = 1800.0
+    """Training wall-clock per system and seed (evaluations are not counted)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds; every system runs once per seed."""
+    systems: list[str] = field(default_factory=lambda: list(LEARN_SYSTEMS))
+    """Systems to run, in order: bc, bc_ppo, sb3_ppo, sb3_sac."""
+    eval_every_s: float = 0.0
+    """Held-out evaluation every this many training seconds (0: budget_s / 10)."""
+    bc_fraction: float = 0.5
+    """bc_ppo: share of the budget spent on BC before PPO takes over."""
+    sb3_reward: str = "dense"
+    """Env reward the SB3 systems learn from (sparse or dense)."""
+    sb3_vec: str = "subproc"
+    """SB3 vector env: subproc or dummy."""
+    cores: int = 2
+    """Cores every system may use (the process's affinity mask; workers inherit it)."""
+    torch_threads: int = 0
+    """Learner threads of BC and SB3 (0: one per core); our PPO uses bench.learn.ppo.num_threads."""
+    json: str = ""
+    """JSON output (empty: <out>/bench_learn.json)."""
+    plot: str = ""
+    """PNG output (empty: <out>/bench_learn.png)."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO settings of the bc_ppo system (bench.learn.ppo.num_envs=4 ...); BC settings are algo.*."""
+    sb3_ppo: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for SB3's PPO (e.g. bench.learn.sb3_ppo.n_steps=64)."""
+    sb3_sac: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for SB3's SAC."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ppo, dict):
+            self.ppo = PPOConfig(**{str(k): v for k, v in self.ppo.items()})
+        bad = [s for s in self.systems if s not in LEARN_SYSTEMS]
+        if bad:
+            raise ValueError(f"bench.learn.systems: unknown {bad}; choose from {list(LEARN_SYSTEMS)}")
+        if self.budget_s <= 0 or self.eval_every_s < 0 or not 0.0 < self.bc_fraction < 1.0:
+            raise ValueError("bench.learn.budget_s must be > 0, eval_every_s >= 0, bc_fraction within (0, 1)")
+        if self.sb3_reward not in ("sparse", "dense") or self.sb3_vec not in ("subproc", "dummy"):
+            raise ValueError("bench.learn.sb3_reward: sparse|dense; bench.learn.sb3_vec: subproc|dummy")
+        if self.cores < 1 or self.torch_threads < 0 or not self.seeds:
+            raise ValueError("bench.learn.cores must be >= 1, torch_threads >= 0 and seeds non-empty")
+
+
+@dataclass
+class BenchConfig:
+    """Benchmarks that print figures (`robo-hybrid bench envs|latency|learn`)."""
+
+    envs: EnvsBenchConfig = field(default_factory=EnvsBenchConfig)
+    latency: LatencyBenchConfig = field(default_factory=LatencyBenchConfig)
+    learn: LearnBenchConfig = field(default_factory=LearnBenchConfig)
+
+
+@dataclass
+class AblationConfig:
+    """`robo-hybrid ablate`: PPO variants from one BC checkpoint under the same budget (algo.time_budget_s)."""
+
+    variants: list[str] = field(default_factory=lambda: ["bc_only", "scratch", "bc_ppo", "dense", "learned",
+                                                         "no_kl", "no_warmup"])
+    """Rows of the table, in order (see robo_hybrid/rl/ablation.py VARIANTS)."""
+    episodes: int = 100
+    """Held-out episodes of each row's final evaluation (seeds eval.seed_base + i)."""
+    out: str = "runs/ablation"
+    """Folder of the per-variant runs, ablation.md / .json and the curve PNG."""
+
+    def __post_init__(self) -> None:
+        from robo_hybrid.rl.ablation import VARIANTS  # noqa: PLC0415  (torch-free)
+
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad:
+            raise ValueError(f"ablation.variants: unknown {bad}; choose from {sorted(VARIANTS)}")
+        if self.episodes < 1:
+            raise ValueError("ablation.episodes must be >= 1")
 
 
 @dataclass
@@ -200,6 +228,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
     model: str = ""
     """ONNX policy file for `deploy` and `bench latency`."""
     robot: str = "sim"
@@ -237,8 +267,6 @@ def register_configs(cs: ConfigStore | None = None) -> None:
     cs = cs or ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="algo", name="base_bc", node=BCConfig)
-    from robo_hybrid.rl.config import PPOConfig  # noqa: PLC0415  (torch-free)
-
     cs.store(group="algo", name="base_ppo", node=PPOConfig)
 
 
@@ -265,3 +293,59 @@ def to_yaml(cfg: Config | DictConfig) -> str:
     """Resolved YAML of a config (what checkpoints store)."""
     node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     return OmegaConf.to_yaml(node, resolve=True)
+
+
+class ConfigError(ValueError):
+    """A bad command-line override or config value, as one line naming the key, why, and the valid choices."""
+
+
+_TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+
+
+def _valid_keys(root: DictConfig, dotted: str) -> list[str]:
+    """The keys that exist beside `dotted` (the last part replaced), for 'did you mean' messages."""
+    parent = ".".join(dotted.split(".")[:-1])
+    node = OmegaConf.select(root, parent) if parent else root
+    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _explain(e: Exception, overrides: list[str]) -> str:
+    """One line for a Hydra / OmegaConf composition error."""
+    import difflib  # noqa: PLC0415
+
+    from hydra.errors import MissingConfigException  # noqa: PLC0415
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError  # noqa: PLC0415
+
+    if isinstance(e, MissingConfigException):
+        group = str(getattr(e, "missing_cfg_file", "") or "").split("/")[0] or "?"
+        choices = [o for o in (e.options or []) if not o.startswith("base_")]
+        given = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == group), "?")
+        return f"{group}={given}: no such {group}; choose one of {', '.join(choices)}"
+    cause = e.__cause__
+    override = next((o for o in overrides if f"'{o.split('=', 1)[0]}'" in str(e) or f"override {o}" in str(e)), "")
+    key = override.split("=", 1)[0].lstrip("+~")
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
+        groups = [o for o in overrides if o != override and "." not in o.split("=", 1)[0]]  # algo=ppo, task=...
+        valid = _valid_keys(compose_config(groups), key)
+        leaf = key.split(".")[-1]
+        close = difflib.get_close_matches(leaf, valid, n=1)
+        hint = f"did you mean '{'.'.join([*key.split('.')[:-1], close[0]])}'? " if close else ""
+        return f"unknown key '{key}': {hint}valid keys here: {', '.join(valid)}"
+    if isinstance(cause, ValidationError) and override:
+        msg = str(cause).split("\n")[0]
+        want = next((w for t, w in _TYPE_WORDS.items() if f"to {t}" in msg), "")
+        return f"{override}: expected {want}" if want else f"{override}: {msg}"
+    return str(e).split("\n")[0]
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Composed and validated root Config for command-line overrides; ConfigError (one line) on any bad input."""
+    overrides = list(overrides)
+    try:
+        return to_dataclass(compose_config(overrides))
+    except ValueError as e:  # __post_init__ validation: already one actionable line
+        raise ConfigError(str(e).split("\n")[0]) from e
+    except Exception as e:
+        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+            raise
+        raise ConfigError(_explain(e, overrides)) from e
