@@ -175,6 +175,7 @@ class ArmEnv(gym.Env):
 
     # ----- gym API -----
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Home pose, new object and goal (deterministic given `seed`), randomization; returns (obs, info)."""
         super().reset(seed=seed)
         m, d, rng = self.model, self.data, self.np_random
         mujoco.mj_resetData(m, d)
@@ -206,6 +207,7 @@ class ArmEnv(gym.Env):
         return goal
 
     def step(self, action):
+        """One control step: Cartesian delta through IK, gripper target, physics substeps, reward terms."""
         action = np.clip(np.asarray(action, dtype=np.float32).reshape(4), -1.0, 1.0)
         if not np.all(np.isfinite(action)):
             raise ValueError(f"non-finite action {action}")
@@ -282,6 +284,7 @@ class ArmEnv(gym.Env):
         return self._camera_image(self.cfg.camera)
 
     def close(self) -> None:
+        """Free the renderer (its GL context)."""
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
