@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Literal
 
 from robo_hybrid.constants import HELD_OUT_SEED_BASE
 
@@ -48,7 +47,7 @@ class DeployConfig:
     """Write the cycle-time histogram PNG into log_dir (needs matplotlib; skipped without it)."""
     endpoint: str = ""
     """robot=sim_server: the server's base endpoint; empty = a private ipc endpoint in a temporary folder."""
-    sim_backend: Literal["sim", "mock"] = "sim"
+    sim_backend: str = "sim"
     """robot=sim_server: what the server steps, MuJoCo ('sim') or the MockRobot ('mock', no MuJoCo)."""
     keys_dir: str = DEFAULT_KEYS_DIR
     """CURVE key files of the robot link (made by `robo-hybrid keys`, or on first start when missing)."""
@@ -58,7 +57,7 @@ class DeployConfig:
     """... within this window (s). A clean run reports none, so normal jitter never gets near it."""
     allow_other_task: bool = False
     """Run a model trained for another task than the robot's (the robot's limits still apply)."""
-    realtime: Literal["auto", "off", "require"] = "auto"
+    realtime: str = "auto"
     """SCHED_FIFO + mlockall + CPU pinning for the loop: auto = when permitted (warn otherwise); require = or fail."""
     realtime_priority: int = 80
     """SCHED_FIFO priority (1..99) of the loop thread."""

@@ -319,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cfg = SimServerConfig(endpoint=a.endpoint, backend=a.backend, task=a.task, rate_hz=a.rate_hz, seed=a.seed,
                               keys_dir=a.keys_dir)  # fmt: skip
+    return run_server(cfg)
+
+
+def run_server(cfg: SimServerConfig) -> int:
+    """Build the server and serve until SIGTERM / SIGINT / shutdown / orphaning; returns an exit status."""
     stop = {"asked": False}
     signal.signal(signal.SIGTERM, lambda s, f: stop.update(asked=True))  # before the (slow) backend start-up
     if cfg.parent_pid is not None:
