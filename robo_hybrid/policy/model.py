@@ -68,7 +68,8 @@ class MultimodalPolicy(nn.Module):
             TokenizerConfig(
                 d_model=D, conv_channels=cfg.conv_channels, image_encoder=cfg.image_encoder,
                 coord_channels=cfg.coord_channels, history=cfg.history,
-                shift_pad_px=cfg.shift_pad_px if cfg.augment else 0, color_jitter=cfg.color_jitter if cfg.augment else 0.0,
+                shift_pad_px=cfg.shift_pad_px if cfg.augment else 0,
+                color_jitter=cfg.color_jitter if cfg.augment else 0.0,
             ),
             spec, image_keys, vector_keys,
             make_normalizer=lambda d: Normalizer((d,), cfg.obs_std_floor, cfg.obs_clip),  # fitted on the dataset

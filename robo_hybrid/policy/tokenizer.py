@@ -27,6 +27,20 @@ def conv_out(n: int, kernel: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - kernel) // stride + 1
 
 
+def stem_grid(image_encoder: str, n_convs: int, image_size: int) -> tuple[int, int]:
+    """Token grid (rows, cols) of a stem without building it: 'conv' with `n_convs` 3x3 stride-2 convs, or 'resnet18'
+    (conv1 (7, s2, p3), maxpool (3, s2, p1), layer2 and layer3 (3, s2, p1))."""
+    if image_encoder == "resnet18":
+        n = conv_out(image_size, 7, 2, 3)
+        for _ in range(3):
+            n = conv_out(n, 3, 2, 1)
+        return n, n
+    n = image_size
+    for _ in range(n_convs):
+        n = conv_out(n, ConvStem.kernel, ConvStem.stride, ConvStem.padding)
+    return n, n
+
+
 def image_to_float(image: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
     return image.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
@@ -60,10 +74,7 @@ class ConvStem(nn.Module):
 
     def grid(self, image_size: int) -> tuple[int, int]:
         """Token grid (rows, cols) for a square image of `image_size` pixels."""
-        n = image_size
-        for _ in range(len(self.chans) - 1):
-            n = conv_out(n, self.kernel, self.stride, self.padding)
-        return n, n
+        return stem_grid("conv", len(self.chans) - 1, image_size)
 
     def flops(self, image_size: int) -> int:
         """Conv FLOPs (2 per MAC) for one image."""
@@ -100,11 +111,8 @@ class ResNetStem(nn.Module):
         self.d_model = d_model
 
     def grid(self, image_size: int) -> tuple[int, int]:
-        """Token grid (rows, cols): conv1 (7, s2, p3), maxpool (3, s2, p1), layer2 and layer3 (3, s2, p1)."""
-        n = conv_out(image_size, 7, 2, 3)
-        for _ in range(3):
-            n = conv_out(n, 3, 2, 1)
-        return n, n
+        """Token grid (rows, cols) at stride 16."""
+        return stem_grid("resnet18", 0, image_size)
 
     def flops(self, image_size: int) -> int:
         """Conv + linear FLOPs for one image, counted on the meta device (no real compute)."""
@@ -222,7 +230,7 @@ class ObservationTokenizer(nn.Module):
         self.image_size = spec.obs(self.image_keys[0]).shape[0] if self.image_keys else 0
         for k in self.image_keys:
             if tuple(spec.obs(k).shape) != (self.image_size, self.image_size, 3):
-                raise ValueError(f"image '{k}' is {spec.obs(k).shape}; the tokenizer needs square RGB images of one size")
+                raise ValueError(f"image '{k}' is {spec.obs(k).shape}; cameras must be square RGB images of one size")
         self.vec_dims = {k: int(np.prod(spec.obs(k).shape)) for k in self.vector_keys}
         self.parts = {k: list((vector_parts or {}).get(k, [d])) for k, d in self.vec_dims.items()}
         for k, sizes in self.parts.items():

@@ -11,17 +11,23 @@ Layout of a run directory (everything written atomically: temporary name, then o
 
 A checkpoint directory is built under a temporary name and renamed into place once complete, then the
 pointer file is replaced: a kill at any moment leaves the previous checkpoint intact. Nothing is unpickled.
+
+Loading never trusts the metadata's architecture: before any module is built, the PolicyConfig is checked against
+sane bounds and against the tensor shapes in the file's header (read without loading the data), so a small
+crafted file cannot make the loader allocate a huge model.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
@@ -29,12 +35,21 @@ from safetensors.torch import save as st_save
 
 from robo_hybrid.fileio import atomic_write_bytes, atomic_write_text
 from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
+from robo_hybrid.policy.tokenizer import stem_grid
 from robo_hybrid.spec import IOSpec, SpecMismatchError
 
 FORMAT = "robo_hybrid.policy.v1"
 MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "trainer_state.json"
 CONFIG_FILE, SPEC_FILE = "config.yaml", "io_spec.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+MAX_PARAMS = 1_000_000_000  # a policy file asking for more is refused before anything is built
+MAX_TOKENS = 4096  # attention is quadratic in the sequence length
+BOUNDS = {"d_model": 8192, "n_layers": 128, "n_heads": 256, "mlp_ratio": 64, "history": 256, "chunk_size": 4096}
+MAX_CONV_LAYERS, MAX_CHANNELS, MAX_IMAGE_PX, MAX_VECTOR = 16, 8192, 2048, 1_000_000
+# state-dict names before the observation tokenizer was one module (old files are renamed on load)
+LEGACY_KEYS = [(re.compile(r"^vec_tokenizers\.([^.]+)\.net\."), r"tokenizer.vec_tokenizers.\1.0.net."),
+               (re.compile(r"^obs_normalizers\."), "tokenizer.normalizers."),
+               (re.compile(r"^(stems\.|pos_emb$|cam_emb$|vec_emb$|time_emb$|readout$)"), r"tokenizer.\1")]
 
 
 class CheckpointError(ValueError):
@@ -65,44 +80,157 @@ def _pickle_error(path: Path) -> CheckpointError:
 
 def _looks_pickled(path: Path) -> bool:
     with open(path, "rb") as f:
-        head = f.read(4)
-    return path.suffix in PICKLE_SUFFIXES or head[:2] == b"PK" or head[:1] == b"\x80"  # zip (torch.save) / pickle
+        head = f.read(9)
+    # zip (torch.save) or a pickle's PROTO opcode; a safetensors file has its JSON header's '{' at byte 8
+    # (its first 8 bytes are the header length, which may well start with 0x80)
+    return path.suffix in PICKLE_SUFFIXES or head[:2] == b"PK" or (head[:1] == b"\x80" and head[8:9] != b"{")
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; CheckpointError if missing, pickled or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} does not exist")
-    if path.suffix in PICKLE_SUFFIXES:
-        raise _pickle_error(path)
+    path = _existing(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         tensors = st_load(path.read_bytes())
     except (SafetensorError, OSError, ValueError) as e:
-        if _looks_pickled(path):
-            raise _pickle_error(path) from e
-        raise CheckpointError(f"{path} is not a valid safetensors file (truncated or corrupt?): {e}") from e
+        raise _invalid(path, e) from e
     return tensors, meta
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    if path.suffix in PICKLE_SUFFIXES:
+        raise _pickle_error(path)
+    return path
+
+
+def _invalid(path: Path, e: Exception) -> CheckpointError:
+    if _looks_pickled(path):
+        return _pickle_error(path)
+    return CheckpointError(f"{path} is not a valid safetensors file (truncated or corrupt?): {e}")
+
+
+def read_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Tensor shapes and metadata from a safetensors header, without reading (or allocating) the tensor data."""
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _invalid(path, e) from e
+
+
+def upgrade_legacy_names(names: dict[str, Any]) -> dict[str, Any]:
+    """Rename the state-dict keys of files written before the one observation tokenizer (no-op for newer files)."""
+    if "readout" not in names:
+        return names
+    out = {}
+    for k, v in names.items():
+        for pattern, repl in LEGACY_KEYS:
+            k = pattern.sub(repl, k)
+        out[k] = v
+    return out
+
+
+def estimate_params(cfg: PolicyConfig, spec: IOSpec) -> int:
+    """Parameter count implied by a PolicyConfig and spec, from the dominant terms (no module is built)."""
+    D, K, A = cfg.d_model, cfg.history, int(np.prod(spec.action.shape))
+    cams = len(spec.image_keys)
+    chans = [5 if cfg.coord_channels else 3, *cfg.conv_channels, D]
+    convs = sum(9 * a * b for a, b in zip(chans[:-1], chans[1:], strict=True))
+    stem = 2_800_000 + 256 * D if cfg.image_encoder == "resnet18" else convs  # resnet18 to layer3: 2.8 M
+    vectors = sum(int(np.prod(spec.obs(k).shape)) * D + D * D for k in spec.policy_keys if k not in spec.image_keys)
+    trunk = cfg.n_layers * (4 + 2 * cfg.mlp_ratio) * D * D
+    aux = sum(int(np.prod(t.shape)) for t in spec.privileged) * D  # at most the whole privileged vector
+    heads = (2 + cfg.chunk_size) * A * D + aux
+    return cams * stem + vectors + trunk + (K + cams + len(spec.policy_keys) + 1) * D + heads
+
+
+def expected_shapes(cfg: PolicyConfig, spec: IOSpec) -> dict[str, tuple[int, ...]]:
+    """Shapes of the tensors that fix the policy's size (width, depth, tokens, stems, heads), from the config alone."""
+    D, K, A, L = cfg.d_model, cfg.history, int(np.prod(spec.action.shape)), cfg.n_layers
+    cams = tuple(spec.image_keys)
+    vectors = tuple(k for k in spec.policy_keys if k not in cams)
+    out: dict[str, tuple[int, ...]] = {"tokenizer.readout": (1, 1, D), "tokenizer.time_emb": (K, D),
+                                       "tokenizer.cam_emb": (max(len(cams), 1), D),
+                                       "tokenizer.vec_emb": (max(len(vectors), 1), D),
+                                       "encoder.ln_f.weight": (D,), "action_head.mean.weight": (A, D)}
+    for i in range(L):
+        out[f"encoder.blocks.{i}.attn.qkv.weight"] = (3 * D, D)
+        out[f"encoder.blocks.{i}.mlp.fc.weight"] = (cfg.mlp_ratio * D, D)
+    if cfg.chunk_size > 0:
+        out["chunk_head.out.weight"] = (cfg.chunk_size * A, D)
+    if cams:
+        rows, cols = stem_grid(cfg.image_encoder, len(cfg.conv_channels) + 1, spec.obs(cams[0]).shape[0])
+        out["tokenizer.pos_emb"] = (max(rows * cols, 1), D)
+    chans = [5 if cfg.coord_channels else 3, *cfg.conv_channels, D]
+    for cam in cams:
+        if cfg.image_encoder == "resnet18":
+            out[f"tokenizer.stems.{cam}.proj.weight"] = (D, 256, 1, 1)
+        else:
+            for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
+                out[f"tokenizer.stems.{cam}.net.{2 * i}.weight"] = (c_out, c_in, 3, 3)
+    for k in vectors:
+        out[f"tokenizer.vec_tokenizers.{k}.0.net.0.weight"] = (D, int(np.prod(spec.obs(k).shape)))
+    return out
+
+
+def check_architecture(path: str | Path, cfg: PolicyConfig, spec: IOSpec, shapes: dict[str, tuple[int, ...]]) -> None:
+    """CheckpointError (one line) unless the PolicyConfig is within sane bounds and fits the stored tensor shapes."""
+    def refuse(why: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {why}; refusing to build the model")
+
+    for name, cap in BOUNDS.items():
+        if not 0 <= getattr(cfg, name) <= cap:
+            raise refuse(f"policy_config.{name}={getattr(cfg, name)} is outside [0, {cap}]")
+    if len(cfg.conv_channels) > MAX_CONV_LAYERS or max(cfg.conv_channels) > MAX_CHANNELS:
+        raise refuse(f"policy_config.conv_channels={cfg.conv_channels[:MAX_CONV_LAYERS + 1]} is too large")
+    for t in (*spec.observations, *spec.privileged, spec.action):
+        image = t.name in spec.image_keys
+        if (image and max(t.shape) > MAX_IMAGE_PX) or (not image and int(np.prod(t.shape)) > MAX_VECTOR):
+            raise refuse(f"io_spec tensor '{t.name}' {tuple(t.shape)} is too large")
+    n_params = estimate_params(cfg, spec)
+    if n_params > MAX_PARAMS:
+        raise refuse(f"policy_config implies about {n_params:.2e} parameters (more than {MAX_PARAMS:.0e})")
+    stored_layers = {int(m.group(1)) for k in shapes if (m := re.match(r"encoder\.blocks\.(\d+)\.", k))}
+    if stored_layers != set(range(cfg.n_layers)):
+        raise refuse(f"policy_config.n_layers={cfg.n_layers} but the file holds {len(stored_layers)} blocks")
+    for name, want in expected_shapes(cfg, spec).items():
+        if shapes.get(name) != want:
+            raise refuse(f"policy_config does not fit the stored weights ({name}: config {want}, file "
+                         f"{shapes.get(name, 'absent')})")
+    tokens = 1 + cfg.history * (len(spec.image_keys) * shapes.get("tokenizer.pos_emb", (0,))[0] + len(spec.policy_keys))
+    if tokens > MAX_TOKENS:
+        raise refuse(f"policy_config implies {tokens} tokens (more than {MAX_TOKENS})")
 
 
 def read_policy_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a policy file written by save_policy / save_checkpoint."""
     tensors, meta = read_safetensors(path)
+    _check_format(path, meta)
+    return upgrade_legacy_names(tensors), meta
+
+
+def _check_format(path: str | Path, meta: dict[str, str]) -> None:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r} (not a policy file)")
-    return tensors, meta
 
 
 def policy_from_file(path: str | Path, device: str | torch.device = "cpu") -> MultimodalPolicy:
-    """Rebuild a MultimodalPolicy from its safetensors file (architecture from the embedded PolicyConfig)."""
-    tensors, meta = read_policy_file(path)
+    """Rebuild a MultimodalPolicy from its safetensors file (architecture from the embedded PolicyConfig, checked
+    against bounds and the stored shapes before anything is built)."""
+    shapes, meta = read_header(path)
+    _check_format(path, meta)
     try:
         spec = IOSpec.from_json(meta["io_spec"])
         cfg = PolicyConfig(**json.loads(meta["policy_config"]))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: missing or malformed metadata ({e!r})") from e
+    check_architecture(path, cfg, spec, upgrade_legacy_names(shapes))
+    tensors, _ = read_policy_file(path)
     policy = MultimodalPolicy(cfg, spec)
     try:
         missing, unexpected = policy.load_state_dict(tensors, strict=False)
