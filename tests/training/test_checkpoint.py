@@ -150,3 +150,84 @@ def test_missing_corrupt_and_pickled_files_are_refused(tmp_path):
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="not a policy file"):
         load_policy(tmp_path / "other.safetensors")
+
+
+def _crafted(tmp_path, name, tensors, **config):
+    """A small policy file whose metadata claims the architecture `config` (over a real tiny spec)."""
+    from dataclasses import asdict
+
+    from safetensors.torch import save
+
+    from robo_hybrid.training.checkpoint import FORMAT
+
+    spec = make_synthetic_demos(n_episodes=1, steps=2, image_size=32).spec
+    cfg = asdict(PolicyConfig(d_model=32, n_layers=1, n_heads=2, conv_channels=[8, 16]))
+    cfg.update(config)
+    path = tmp_path / name
+    meta = {"format": FORMAT, "io_spec": spec.to_json(), "policy_config": json.dumps(cfg)}
+    path.write_bytes(save(tensors, metadata=meta))
+    return path
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"d_model": 65536, "n_heads": 8, "n_layers": 96}, "d_model=65536 is outside"),  # ~40 GB of weights
+    ({"d_model": 4096, "n_heads": 8, "n_layers": 64}, r"about 1\.\d+e\+10 parameters"),
+    ({"d_model": 512, "n_heads": 8, "n_layers": 8}, r"does not fit the stored weights|n_layers=8 but the file holds"),
+])
+def test_a_crafted_small_file_asking_for_a_huge_model_is_refused_before_building(tmp_path, monkeypatch, config, match):
+    import tracemalloc
+
+    from robo_hybrid.training import checkpoint as ckpt
+
+    policy, _, _ = _policy()
+    small = {k: v for k, v in policy.state_dict().items() if k.startswith(("encoder.", "tokenizer.readout"))}
+    path = _crafted(tmp_path, "crafted.safetensors", small, **config)
+    assert path.stat().st_size < 64_000
+
+    def no_build(*a, **kw):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(ckpt, "MultimodalPolicy", no_build)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=match) as err:
+            load_policy(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000 and "\n" not in str(err.value) and "refusing to build" in str(err.value)
+
+
+def test_header_check_accepts_every_real_architecture(tmp_path):
+    from robo_hybrid.training.checkpoint import check_architecture, estimate_params, read_header
+
+    demos = make_synthetic_demos(n_episodes=1, steps=2, image_size=32, wrist_camera=True)
+    for kw in ({}, {"history": 3, "chunk_size": 4}, {"image_encoder": "resnet18"}, {"coord_channels": False}):
+        cfg = PolicyConfig(d_model=32, n_layers=2, n_heads=2, conv_channels=[8, 16], **kw)
+        policy = MultimodalPolicy(cfg, demos.spec)
+        path = save_policy(tmp_path / "p.safetensors", policy)
+        shapes, _ = read_header(path)
+        assert shapes == {k: tuple(v.shape) for k, v in policy.state_dict().items()}
+        check_architecture(path, cfg, demos.spec, shapes)
+        assert 0.8 < estimate_params(cfg, demos.spec) / policy.num_params() < 1.25, kw
+
+
+def test_files_from_before_the_one_tokenizer_still_load(tmp_path):
+    policy, demos, ds = _policy(chunk=3)
+    legacy = {}
+    for k, v in policy.state_dict().items():  # the state-dict names of the earlier layout
+        k = k.replace("tokenizer.normalizers.", "obs_normalizers.").replace(".0.net.", ".net.")
+        legacy[k.removeprefix("tokenizer.")] = v
+    assert "readout" in legacy and "vec_tokenizers.proprio.net.0.weight" in legacy
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    from robo_hybrid.training.checkpoint import FORMAT
+
+    path = tmp_path / "old.safetensors"
+    save_file(legacy, str(path), metadata={"format": FORMAT, "io_spec": policy.spec.to_json(),
+                                           "policy_config": json.dumps(asdict(policy.cfg))})
+    loaded, _, _ = load_policy(path)
+    batch = ds.get_batch(np.arange(len(ds)))
+    torch.testing.assert_close(loaded.act(batch), policy.act(batch), rtol=0, atol=0)
