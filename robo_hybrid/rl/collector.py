@@ -20,10 +20,8 @@ def to_torch(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torc
 class RolloutCollector:
     """Owns the training vector env's current observations and the actor's history window."""
 
-    def __init__(self, envs: gym.vector.VectorEnv, ppo: PPO, seed: int, shaper: PotentialShaper | None = None,
-                 dense_weights: dict[str, float] | None = None) -> None:
+    def __init__(self, envs: gym.vector.VectorEnv, ppo: PPO, seed: int, shaper: PotentialShaper | None = None) -> None:
         self.envs, self.ppo, self.seed, self.shaper = envs, ppo, seed, shaper
-        self.dense_weights = dense_weights or {}
         self.num_envs = envs.num_envs
         spec = ppo.actor.spec
         self.policy_keys, self.privileged_keys = tuple(spec.policy_keys), tuple(spec.privileged_keys)
@@ -87,11 +85,8 @@ class RolloutCollector:
             self.privileged = {k: np.asarray(next_obs[k]) for k in self.privileged_keys}
             for name, v in terms.items():
                 sums[f"reward/{name}"] = sums.get(f"reward/{name}", 0.0) + float(v.mean())
-            for name, v in env_terms.items():
+            for name, v in env_terms.items():  # each weighted term of the env's reward (envs/rewards.py)
                 sums[f"reward_terms/{name}"] = sums.get(f"reward_terms/{name}", 0.0) + float(v.mean())
-                if name in self.dense_weights:
-                    key = f"reward_weighted/{name}"
-                    sums[key] = sums.get(key, 0.0) + self.dense_weights[name] * float(v.mean())
         last_values = ppo.value(to_torch(self.storage_obs(), dev))
         storage.compute_returns(last_values, ppo.cfg.gamma, ppo.cfg.gae_lambda)
         stats = {k: v / storage.num_steps for k, v in sums.items()}

@@ -219,12 +219,12 @@ class PPOConfig:
     """Episodes per held-out evaluation."""
     eval_num_envs: int = 0
     """Envs used for evaluation; 0 = num_envs."""
-    eval_seed_offset: int = 1_000_000
-    """Held-out seeds are eval_seed_offset + i (disjoint from demo seeds 0..N and training seeds)."""
     train_seed_offset: int = 500_000
     """Training rollouts reset from seed + train_seed_offset (disjoint from demo and evaluation seeds)."""
     checkpoint_every: int = 10
     """Write a checkpoint every this many iterations (and at the end)."""
+    keep_last: int = 3
+    """Checkpoint directories kept (the best-success one is kept as well)."""
     device: str = "cpu"
     """Torch device for the networks."""
     num_threads: int = 1
@@ -267,8 +267,8 @@ class PPOConfig:
             raise ValueError("algo.bc_reg_coef(_final) and entropy_coef(_final) must be >= 0")
         if self.critic_warmup_iters < 0 or self.bc_reg_anneal_iters < 0 or self.entropy_anneal_iters < 0:
             raise ValueError("algo.critic_warmup_iters and the *_anneal_iters must be >= 0")
-        if self.eval_episodes < 1 or self.checkpoint_every < 1 or self.eval_every < 0:
-            raise ValueError("algo.eval_episodes and checkpoint_every must be >= 1, eval_every >= 0")
+        if self.eval_episodes < 1 or self.checkpoint_every < 1 or self.eval_every < 0 or self.keep_last < 1:
+            raise ValueError("algo.eval_episodes, checkpoint_every and keep_last must be >= 1, eval_every >= 0")
         if self.value_norm_std_floor <= 0:
             raise ValueError("algo.value_norm_std_floor must be > 0 (or set algo.value_normalization=false)")
         if self.learning_rate <= 0 or self.critic_learning_rate <= 0 or self.max_grad_norm <= 0:

@@ -55,9 +55,10 @@ def plot_learning_curves(records: list[dict], out_dir: str | Path, title: str = 
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    tmp.replace(path)
+    from robo_hybrid.fileio import atomic_path  # noqa: PLC0415
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     return path
 
 

@@ -10,11 +10,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from robo_hybrid.evaluation import policy_act_fn, run_episodes
 from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy
 from robo_hybrid.spec import IOSpec
 
 from .config import PPOConfig
-from .evaluate import policy_act_fn, run_episodes
 from .reward_model import RewardModel, Trajectory, load_reward_model, save_reward_model, train_reward_model
 
 log = logging.getLogger(__name__)

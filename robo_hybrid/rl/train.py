@@ -1,6 +1,6 @@
-"""PPO fine-tuning entry point: `train_ppo(cfg)` with the Hydra root config (algo=ppo), or `PPOTrainer` directly.
+"""PPO fine-tuning: `PPOTrainer(cfg: PPOConfig, task, env_cfg, run_dir, ...).run()`.
 
-    python -m robo_hybrid.rl.train task=pickplace checkpoint=runs/pickplace_bc_default_s0 algo.time_budget_s=1800
+    robo-hybrid train algo=ppo task=pickplace checkpoint=runs/pickplace_bc_default_s0 algo.time_budget_s=1800
 
 The actor starts from a BC checkpoint (`checkpoint=`) or from scratch (`checkpoint=` empty: policy.* config).
 Writes into run_dir: checkpoints/ (the BC format: `robo-hybrid eval` / `export` read them), ppo_state/ (critic,
@@ -13,16 +13,18 @@ import base64
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
+from robo_hybrid.constants import HELD_OUT_SEED_BASE
 from robo_hybrid.envs import EnvConfig, make_env
-from robo_hybrid.envs.rewards import DENSE_WEIGHTS
+from robo_hybrid.envs.vector import make_vector_env
+from robo_hybrid.evaluation import Evaluator
+from robo_hybrid.fileio import atomic_write_text
 from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
 from robo_hybrid.training import checkpoint as ckpt
 from robo_hybrid.training import distributed as ddp
@@ -30,11 +32,9 @@ from robo_hybrid.training import distributed as ddp
 from .collector import RolloutCollector, random_action_stats
 from .config import PPOConfig
 from .critic import TransformerCritic
-from .evaluate import evaluate_policy
 from .plots import plot_learning_curves
 from .ppo import PPO
 from .rnd import RND
-from .rollout import make_vector_env
 from .setup import build_reward_model, demo_batches
 from .shaping import PotentialShaper
 from .state import REWARD_MODEL_FILE, load_ppo_state, prune_ppo_state, save_ppo_state, state_dir
@@ -65,7 +65,8 @@ class PPOTrainer:
 
     def __init__(self, cfg: PPOConfig, task: str, env_cfg: EnvConfig, run_dir: str | Path,
                  policy_cfg: PolicyConfig | None = None, init_checkpoint: str = "", demos_path: str = "",
-                 seed: int = 0, resume: bool = False, config_yaml: str = "") -> None:
+                 seed: int = 0, resume: bool = False, config_yaml: str = "",
+                 eval_seed_base: int = HELD_OUT_SEED_BASE) -> None:
         self.cfg, self.task, self.seed, self.config_yaml = cfg, task, seed, config_yaml
         self.run_dir, self.demos_path = Path(run_dir), demos_path
         self.ckpt_root = self.run_dir / "checkpoints"
@@ -85,13 +86,15 @@ class PPOTrainer:
         resume_dir = self._resume_dir(resume)
         resumed_state = ckpt.read_trainer_state(resume_dir) if resume_dir is not None else {}
         self.envs = make_vector_env(task, self.env_cfg, cfg.num_envs, cfg.vector_env, cfg.start_method)
-        self.eval_envs = make_vector_env(task, self.env_cfg, cfg.eval_num_envs or cfg.num_envs, cfg.vector_env,
-                                         cfg.start_method, autoreset="disabled")
+        # held-out seeds eval_seed_base + i: the same source as BC training and `robo-hybrid eval` (cfg.eval.seed_base)
+        self.evaluator = Evaluator(task, self.env_cfg, cfg.eval_episodes, eval_seed_base,
+                                   num_envs=cfg.eval_num_envs or cfg.num_envs, vector_env=cfg.vector_env,
+                                   start_method=cfg.start_method, device=self.device)
         try:
             self._build(resume_dir, resumed_state, init_checkpoint, policy_cfg)
         except BaseException:
             self.envs.close()  # no orphaned worker processes when the setup fails
-            self.eval_envs.close()
+            self.evaluator.close()
             raise
 
     def _build(self, resume_dir: Path | None, resumed_state: dict, init_checkpoint: str,
@@ -125,20 +128,19 @@ class PPOTrainer:
         shaper = self._build_shaper(resume_dir)
         if resume_dir is None:
             self.elapsed_s += time.perf_counter() - t0  # reward-model pre-training is part of the method's budget
-        dense = DENSE_WEIGHTS.get(task.removeprefix("fetch_"), {}) if cfg.reward == "dense" else {}
         # new episodes after a resume; ranks interleave: rank r of R starts its envs at block it * R + r
         train_seed = seed + cfg.train_seed_offset + (self.it * self.dist.world_size + self.dist.rank) * cfg.num_envs
-        self.collector = RolloutCollector(self.envs, self.ppo, train_seed, shaper, dense)
+        self.collector = RolloutCollector(self.envs, self.ppo, train_seed, shaper)
         self.storage = RolloutStorage(cfg.num_steps, cfg.num_envs, self.collector.example_obs(),
                                       self.policy.action_dim, self.device)
-        from robo_hybrid.training.bc import RunLog  # noqa: PLC0415  (metrics.jsonl + TensorBoard, shared with BC)
+        from robo_hybrid.training.runlog import RunLog  # noqa: PLC0415  (metrics.jsonl + TensorBoard, shared with BC)
 
         self.log: RunLog | None = None  # rank 0 only
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if self.config_yaml:
-                ckpt.atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
-            ckpt.atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.spec.to_json())
+                atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
+            atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.spec.to_json())
             self.log = RunLog(self.run_dir, self.it)
 
     # ----- construction -----
@@ -172,7 +174,7 @@ class PPOTrainer:
             return None
         saved = state_dir(self.run_dir, self.it) / REWARD_MODEL_FILE if resume_dir is not None else None
         model, self.reward_model_path = build_reward_model(
-            self.cfg, self.spec, self.policy, self.eval_envs, self.demos_path, self.run_dir, self.seed,
+            self.cfg, self.spec, self.policy, self.evaluator.envs, self.demos_path, self.run_dir, self.seed,
             saved if saved is not None and saved.is_file() else None)
         ddp.broadcast_module(model, self.dist)  # rank 0's reward model shapes every rank's rewards
         return PotentialShaper(model.to(self.device), self.cfg.gamma, self.device)
@@ -203,7 +205,7 @@ class PPOTrainer:
         bc = self.ppo.bc_policy
         save_ppo_state(self.run_dir, self.it, self.ppo.modules(), self.ppo.optimizers(), bc, self.reward_model_path)
         path = ckpt.save_checkpoint(self.ckpt_root, self.it, self.policy, self.ppo.actor_optimizer,
-                                    self.config_yaml, self._trainer_state(), keep_last=3)
+                                    self.config_yaml, self._trainer_state(), keep_last=self.cfg.keep_last)
         prune_ppo_state(self.run_dir)
         self._saved = (self.it, path)
         return path
@@ -214,12 +216,10 @@ class PPOTrainer:
             self.log.add(kind, self.it, metrics)
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out success of the deterministic actor on seeds eval_seed_offset + i; tracks best / min (rank 0)."""
+        """Held-out success of the deterministic actor on the evaluator's seeds; tracks best / min (rank 0)."""
         if not self.dist.is_main:
             return {}
-        with torch.random.fork_rng(devices=[]):
-            res = evaluate_policy(self.policy, self.eval_envs, self.cfg.eval_episodes, self.cfg.eval_seed_offset,
-                                  self.device).as_dict()
+        res: dict[str, float] = self.evaluator(self.policy).metrics()
         res.update(env_steps=self.env_steps, wall_s=self.elapsed_s)
         self._log_add("eval", res)
         s = res["success_rate"]
@@ -286,48 +286,8 @@ class PPOTrainer:
 
     def close(self) -> None:
         """Close the worker processes and the logs (idempotent)."""
-        for envs in (self.envs, self.eval_envs):
-            envs.close()
+        self.envs.close()
+        self.evaluator.close()
         if self.log is not None:
             self.log.close()
         ddp.shutdown(self.dist)
-
-
-def train_ppo(cfg: Any) -> PPOResult:
-    """Entry point: the composed Hydra root config (algo=ppo) -> dataclasses once -> PPOTrainer.run()."""
-    from robo_hybrid.config import to_dataclass, to_yaml  # noqa: PLC0415
-
-    root = to_dataclass(cfg) if isinstance(cfg, DictConfig) else cfg
-    ppo_cfg = root.algo if isinstance(root.algo, PPOConfig) else PPOConfig(**dict(root.algo))
-    if ppo_cfg.device == "cpu" and root.device != "cpu":
-        ppo_cfg = replace(ppo_cfg, device=root.device)
-    env_cfg = root.task.env if isinstance(root.task.env, EnvConfig) else EnvConfig(**asdict(root.task.env))
-    trainer = PPOTrainer(ppo_cfg, root.task.name, env_cfg, root.run_dir, policy_cfg=root.policy,
-                         init_checkpoint=root.checkpoint, demos_path=root.data, seed=root.seed,
-                         resume=root.resume, config_yaml=to_yaml(root))
-    return trainer.run()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m robo_hybrid.rl.train [hydra overrides]` (algo=ppo is implied)."""
-    import sys  # noqa: PLC0415
-
-    from robo_hybrid.config import compose_config  # noqa: PLC0415
-
-    from .config import register  # noqa: PLC0415
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
-    register()
-    cfg = compose_config(["algo=ppo", *[a for a in args if not a.startswith("algo=")]])
-    res = train_ppo(cfg)
-    if not res.final_eval:
-        return 0  # a torchrun rank other than 0: rank 0 reports
-    print(f"PPO {res.iterations} iterations, {res.env_steps} env steps, {res.wall_s:.0f} s: held-out success "
-          f"{res.initial_eval.get('success_rate', float('nan')):.1%} -> {res.final_eval.get('success_rate'):.1%} "
-          f"(best {res.best_eval['success_rate']:.1%}, min {res.min_success:.1%}); checkpoint {res.checkpoint_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

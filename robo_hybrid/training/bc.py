@@ -18,24 +18,25 @@ trains on its slice; DDP averages the gradients, logged metrics are global means
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
-from robo_hybrid.config import BCConfig, Config, to_dataclass, to_yaml
-from robo_hybrid.policy import AUX_TARGET_KEY, MultimodalPolicy, policy_summary
+from robo_hybrid.envs.common import EnvConfig
+from robo_hybrid.fileio import atomic_write_text
+from robo_hybrid.policy import AUX_TARGET_KEY, MultimodalPolicy, PolicyConfig, policy_summary
 from robo_hybrid.training import checkpoint as ckpt
 from robo_hybrid.training import distributed as ddp
+from robo_hybrid.training.config import BCConfig
 from robo_hybrid.training.data import DemoDataset, load_demo_file, split_episodes
+from robo_hybrid.training.runlog import RunLog
 
 log = logging.getLogger(__name__)
 EvalFn = Callable[[MultimodalPolicy, int], dict[str, float]]
@@ -45,12 +46,12 @@ ENV_KEYS_THAT_CHANGE_THE_SPEC = ("image_size", "camera", "wrist_camera", "contro
 
 # ------------------------------------------------------------------------------------------------ maths
 def lr_at(step: int, cfg: BCConfig) -> float:
-    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at cfg.steps."""
+    """Linear warm-up to cfg.learning_rate, then cosine decay to cfg.learning_rate * min_lr_ratio at cfg.steps."""
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    min_lr = cfg.lr * cfg.min_lr_ratio
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
+    min_lr = cfg.learning_rate * cfg.min_lr_ratio
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - min_lr)
 
 
 def gaussian_nll(mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -107,80 +108,7 @@ def make_optimizer(policy: torch.nn.Module, cfg: BCConfig) -> torch.optim.AdamW:
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]))
-
-
-# ------------------------------------------------------------------------------------------------ logging
-class RunLog:
-    """metrics.jsonl (one JSON object per record, `kind` = train / val / eval) + TensorBoard + PNG curves."""
-
-    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool = True) -> None:
-        self.run_dir, self.path = run_dir, run_dir / "metrics.jsonl"
-        self.records: list[dict] = []
-        if self.path.is_file():  # resume: drop what came after the checkpoint we restart from
-            self.records = [r for r in _read_jsonl(self.path) if r["step"] <= start_step]
-            ckpt.atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step if start_step > 0 else None)
-
-    def add(self, kind: str, step: int, metrics: dict[str, float]) -> None:
-        """Append a record and write its scalars to TensorBoard under `<kind>/<name>`."""
-        rec = {"kind": kind, "step": step, **{k: float(v) for k, v in metrics.items()}}
-        self.records.append(rec)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        if self.writer is not None:
-            for k, v in metrics.items():
-                self.writer.add_scalar(f"{kind}/{k}", float(v), step)
-
-    def plot(self) -> None:
-        """Write loss.png (train / val) and, when evaluations exist, success.png; atomically."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        curves = {
-            "loss.png": [("train", "mse", "train MSE"), ("val", "mse", "val MSE"), ("train", "chunk_l1", "chunk L1")],
-            "success.png": [("eval", "success_rate", "success rate")],
-        }
-        for name, series in curves.items():
-            lines = [(lbl, [(r["step"], r[m]) for r in self.records if r["kind"] == k and m in r])
-                     for k, m, lbl in series]
-            lines = [(lbl, pts) for lbl, pts in lines if pts]
-            if not lines:
-                continue
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for lbl, pts in lines:
-                ax.plot(*zip(*pts, strict=True), marker="o" if len(pts) < 30 else None, label=lbl)
-            ax.set_xlabel("gradient step")
-            ax.set_yscale("log" if name == "loss.png" else "linear")
-            ax.set_title(f"{self.run_dir.name}: {name[:-4]}")
-            ax.grid(alpha=0.3)
-            ax.legend()
-            tmp = self.run_dir / f".{name}.tmp"
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-            plt.close(fig)
-            tmp.replace(self.run_dir / name)
-
-    def close(self) -> None:
-        """Flush and close TensorBoard."""
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSON-lines file; a line cut short by a kill is skipped."""
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.betas[0], cfg.betas[1]))
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -218,24 +146,27 @@ class BCResult:
 class BCTrainer:
     """Holds the datasets, policy, optimizer and logs of one BC run; `run()` trains to cfg.algo.steps."""
 
-    def __init__(self, cfg: Config, eval_fn: EvalFn | None = None, demos: Any = None) -> None:
-        self.cfg, self.eval_fn = cfg, eval_fn
-        self.bc: BCConfig = cfg.algo if isinstance(cfg.algo, BCConfig) else BCConfig(**dict(cfg.algo))
-        self.dist = ddp.init_distributed(cfg.device)
-        self.device = ddp.device_for(cfg.device, self.dist)
-        self.run_dir = Path(cfg.run_dir)
+    def __init__(self, cfg: BCConfig, policy_cfg: PolicyConfig, task: str, env_cfg: EnvConfig, run_dir: str | Path,
+                 *, data: str = "", demos: Any = None, seed: int = 0, resume: bool = False, device: str = "cpu",
+                 config_yaml: str | Callable[[PolicyConfig], str] = "", eval_fn: EvalFn | None = None) -> None:
+        """`demos` (in memory) or `data` (a demo file); `config_yaml` is stored in run_dir, or a function of the
+        policy config that is really trained (a resumed run keeps its checkpoint's architecture)."""
+        self.bc, self.eval_fn, self.task, self.env_cfg = cfg, eval_fn, task, env_cfg
+        self.data, self.seed, self.resume = data, seed, resume
+        self.dist = ddp.init_distributed(device)
+        self.device = ddp.device_for(device, self.dist)
+        self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         resume_dir = self._resume_dir()
-        torch.manual_seed(cfg.seed)
-        demos = demos if demos is not None else load_demo_file(cfg.data, only_success=self.bc.only_successful)
+        torch.manual_seed(seed)
+        demos = demos if demos is not None else load_demo_file(data, only_success=self.bc.only_successful)
         self._check_demos(demos)
         if resume_dir is not None:
             self.policy = ckpt.policy_from_file(resume_dir / ckpt.MODEL_FILE, self.device)
-            if self.policy.cfg != cfg.policy:
+            if self.policy.cfg != policy_cfg:
                 log.warning("resume: using the checkpoint's policy config, not the one given now")
-                self.cfg = cfg = replace(cfg, policy=self.policy.cfg)  # so config.yaml describes the weights
         else:
-            self.policy = MultimodalPolicy(cfg.policy, demos.spec).to(self.device)
+            self.policy = MultimodalPolicy(policy_cfg, demos.spec).to(self.device)
         self._build_datasets(demos)
         if resume_dir is None:
             self.policy.fit_normalizers(self.train_set.stats())
@@ -245,45 +176,48 @@ class BCTrainer:
         # disabled scaler passes the loss and the optimizer step straight through
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.pin = self.device.type == "cuda"  # page-locked host batches: asynchronous host -> GPU copies
-        self.sampler = torch.Generator().manual_seed(cfg.seed)  # same stream on every rank: one global batch
+        self.sampler = torch.Generator().manual_seed(seed)  # same stream on every rank: one global batch
         self.step, self.best_success = 0, -1.0
         if resume_dir is not None:
             self._restore(resume_dir)
         self.model = ddp.wrap(self.policy, self.dist)  # the policy itself when not distributed
-        self.config_yaml = to_yaml(cfg)
+        # config.yaml describes the weights really trained (a resumed run keeps its checkpoint's architecture)
+        self.config_yaml = config_yaml(self.policy.cfg) if callable(config_yaml) else config_yaml
         self.log: RunLog | None = None  # rank 0 only
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
-            ckpt.atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.policy.spec.to_json())
+            if self.config_yaml:
+                atomic_write_text(self.run_dir / ckpt.CONFIG_FILE, self.config_yaml)
+            atomic_write_text(self.run_dir / ckpt.SPEC_FILE, self.policy.spec.to_json())
             self.log = RunLog(self.run_dir, self.step)
         self.last: dict[str, dict[str, float]] = {"train": {}, "val": {}, "eval": {}}
         self.saved: tuple[int, Path] | None = None  # (step, dir) of the last checkpoint this process wrote
 
     def _resume_dir(self) -> Path | None:
         found = ckpt.find_checkpoint(self.ckpt_root) if self.ckpt_root.is_dir() else None
-        if found is not None and not self.cfg.resume:
+        if found is not None and not self.resume:
             raise FileExistsError(
                 f"{self.run_dir} already holds checkpoints; pass resume=true to continue it, or set run_dir=<new dir>"
             )
-        if found is None and self.cfg.resume:
+        if found is None and self.resume:
             log.info("resume=true but %s has no checkpoint: starting from scratch", self.ckpt_root)
         return found
 
     def _check_demos(self, demos: Any) -> None:
-        if demos.task != self.cfg.task.name:
-            raise ValueError(f"{self.cfg.data} holds '{demos.task}' demos but task={self.cfg.task.name}; "
+        source = self.data or "the demos"
+        if demos.task != self.task:
+            raise ValueError(f"{source} holds '{demos.task}' demos but task={self.task}; "
                              "pass the matching data=<file> or task=<name>")
-        want = asdict(self.cfg.task.env)
+        want = asdict(self.env_cfg)
         diff = [f"{k}: file {demos.env_config.get(k)!r}, config {want[k]!r}"
                 for k in ENV_KEYS_THAT_CHANGE_THE_SPEC if demos.env_config.get(k, want[k]) != want[k]]
         if diff:
-            raise ValueError(f"{self.cfg.data} was collected with other env settings ({'; '.join(diff)}); "
+            raise ValueError(f"{source} was collected with other env settings ({'; '.join(diff)}); "
                              "set task.env.<key> to match or collect new demos")
 
     def _build_datasets(self, demos: Any) -> None:
         pc = self.policy.cfg
-        train_idx, val_idx = split_episodes(len(demos.episodes), self.bc.val_fraction, self.cfg.seed)
+        train_idx, val_idx = split_episodes(len(demos.episodes), self.bc.val_fraction, self.seed)
         keys, priv = self.policy.spec.policy_keys, self.policy.spec.privileged_keys
         has_aux = all(k in demos.episodes[0].obs for k in priv)
         aux = priv if (self.policy.aux_state_head is not None and self.bc.aux_state_weight > 0 and has_aux) else ()
@@ -299,7 +233,7 @@ class BCTrainer:
     # ----- checkpoint state -----
     def _trainer_state(self) -> dict:
         return {"torch_rng": _b64(torch.get_rng_state()), "sampler_rng": _b64(self.sampler.get_state()),
-                "best_success": self.best_success, "seed": self.cfg.seed}
+                "best_success": self.best_success, "seed": self.seed}
 
     def _restore(self, ckpt_dir: Path) -> None:
         state = ckpt.read_trainer_state(ckpt_dir)
@@ -345,7 +279,7 @@ class BCTrainer:
             loss, metrics = bc_loss(self.model, batch, self.bc.loss, self.bc.chunk_loss_weight,
                                     self.bc.aux_state_weight)
         self.optimizer.zero_grad(set_to_none=True)
-        clip = self.bc.grad_clip if self.bc.grad_clip > 0 else float("inf")
+        clip = self.bc.max_grad_norm if self.bc.max_grad_norm > 0 else float("inf")
         self.scaler.scale(loss).backward()  # DDP: gradients averaged over ranks here
         self.scaler.unscale_(self.optimizer)  # clip the true gradients
         metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
@@ -394,7 +328,7 @@ class BCTrainer:
         from tqdm import tqdm
 
         main = self.dist.is_main  # the other ranks only train
-        bar = tqdm(total=self.bc.steps, initial=self.step, desc="bc", disable=not (self.bc.progress_bar and main))
+        bar = tqdm(total=self.bc.steps, initial=self.step, desc="bc", disable=not (self.bc.progress and main))
         train_s, samples = 0.0, 0  # gradient-step time only (validation, evaluation, checkpoints excluded)
         sums: dict[str, float] = {}  # train metrics summed since the last log line (logged as interval means)
         try:
@@ -420,7 +354,7 @@ class BCTrainer:
                     self._log("val", self.last["val"])
                 if main and self.eval_fn is not None and (self._due(self.bc.eval_every) or self.step == self.bc.steps):
                     self.last["eval"] = self.evaluate()
-                if self._due(self.bc.ckpt_every) or self.step == self.bc.steps:
+                if self._due(self.bc.checkpoint_every) or self.step == self.bc.steps:
                     self.save()
         finally:
             bar.close()
@@ -437,12 +371,3 @@ class BCTrainer:
         if self.log is not None:
             self.log.close()
         ddp.shutdown(self.dist)
-
-
-def train_bc(cfg: Config | DictConfig, eval_fn: EvalFn | None = None, demos: Any = None) -> BCResult:
-    """Behaviour cloning entry point: resolved config (+ optional evaluation hook / in-memory demos) -> result."""
-    trainer = BCTrainer(to_dataclass(cfg), eval_fn=eval_fn, demos=demos)
-    try:
-        return trainer.run()
-    finally:
-        trainer.close()

@@ -23,9 +23,10 @@ def main() -> None:
     cfg = to_dataclass(compose_config([
         f"data={data}", f"run_dir={out / 'run'}", "task.env.image_size=32", "policy=tiny", "policy.augment=false",
         f"algo.batch_size={batch}", f"algo.steps={steps}", "algo.log_every=1", "algo.val_fraction=0",
-        "algo.progress_bar=false", "algo.warmup_steps=0", "algo.ckpt_every=1000",
+        "algo.progress=false", "algo.warmup_steps=0", "algo.checkpoint_every=1000",
     ]))
-    trainer = BCTrainer(cfg)
+    trainer = BCTrainer(cfg.algo, cfg.policy, cfg.task.name, cfg.task.env, cfg.run_dir, data=cfg.data, seed=cfg.seed,
+                        device=cfg.device)
     losses = [trainer.train_step()["loss"] for _ in range(steps)]
     h = hashlib.sha256()
     for k, v in sorted(trainer.policy.state_dict().items()):

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 import robo_hybrid.policy  # noqa: F401  (torch side first)
+from robo_hybrid.commands.train import train_ppo
 from robo_hybrid.config import compose_config
 from robo_hybrid.rl.config import register
-from robo_hybrid.rl.train import train_ppo
 
 TINY = [
     "policy=tiny", "task=push", "task.env.image_size=32", "task.env.episode_steps=6", "task.env.render=true",

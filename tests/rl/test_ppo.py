@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from robo_hybrid.rl.train import train_ppo
+from robo_hybrid.commands.train import train_ppo
 from robo_hybrid.training import checkpoint as ckpt
 
 
@@ -67,7 +67,10 @@ def test_reward_choices(compose_ppo, bc_checkpoint, push_demos_32, tmp_path, rew
     assert np.isfinite(m["bc_reg"]) and m["bc_reg"] != 0.0  # demo NLL regularizer on
     if reward == "dense":
         assert m["reward/task"] < 0  # distances are penalised
-        assert {"reward_weighted/tcp_to_object_m", "reward_weighted/object_to_goal_m"} <= set(m)
+        # every weighted term of the env's reward is logged, and they add up to the task reward
+        terms = {k: v for k, v in m.items() if k.startswith("reward_terms/")}
+        assert {"reward_terms/tcp_to_object_m", "reward_terms/object_to_goal_m"} <= set(terms)
+        assert sum(terms.values()) == pytest.approx(m["reward/task"], rel=1e-4, abs=1e-6)
     else:
         assert m["reward/shaping"] != 0.0 and (run / "reward_model.safetensors").is_file()
 

@@ -68,7 +68,7 @@ def test_split_episodes_is_disjoint_and_tiny_sets_keep_everything():
 
 
 def test_lr_schedule_warmup_then_cosine():
-    cfg = BCConfig(steps=110, lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    cfg = BCConfig(steps=110, learning_rate=1e-3, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_at(0, cfg) == pytest.approx(1e-4)
     assert lr_at(9, cfg) == pytest.approx(1e-3)
     assert lr_at(60, cfg) == pytest.approx(1e-4 + 0.5 * 9e-4)
@@ -106,7 +106,7 @@ def test_tiny_bc_run_overfits_two_demos(loss_type, chunk, steps, mse_max, err_ma
     ds = DemoDataset(demos.episodes, demos.spec.policy_keys, chunk_size=chunk)
     policy = MultimodalPolicy(_tiny(augment=False, chunk_size=chunk), demos.spec)
     policy.fit_normalizers(ds.stats())
-    cfg = BCConfig(steps=steps, lr=3e-3, warmup_steps=10, weight_decay=0.0, loss=loss_type)
+    cfg = BCConfig(steps=steps, learning_rate=3e-3, warmup_steps=10, weight_decay=0.0, loss=loss_type)
     opt = make_optimizer(policy, cfg)
     batch = ds.get_batch(np.arange(len(ds)))  # all 20 samples every step
     first = None
@@ -117,7 +117,7 @@ def test_tiny_bc_run_overfits_two_demos(loss_type, chunk, steps, mse_max, err_ma
         first = first if first is not None else m
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
         opt.step()
     policy.eval()
     _, m = bc_loss(policy, batch, loss_type)

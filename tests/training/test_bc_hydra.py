@@ -9,11 +9,11 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from robo_hybrid.commands.train import train_bc
 from robo_hybrid.config import TASK_NAMES, BCConfig, Config, compose_config, configs_dir, to_dataclass
 from robo_hybrid.envs.common import EnvConfig
 from robo_hybrid.envs.demos import write_demos
 from robo_hybrid.policy import PolicyConfig
-from robo_hybrid.training.bc import train_bc
 from robo_hybrid.training.checkpoint import load_policy
 from robo_hybrid.training.data import make_synthetic_demos
 

@@ -196,7 +196,7 @@ def learn_sb3(algo: str, task: str, env_cfg: dict, seed: int, tracker, n_envs: i
               kwargs: dict | None = None) -> dict:
     """Train SB3 `algo` (MultiInputPolicy) on the task until tracker.clock's budget runs out.
 
-    `tracker` (robo_hybrid.benchmarks.Checkpoints) owns the wall clock: building the vector env and the model is
+    `tracker` (robo_hybrid.bench.clock.EvalSchedule) owns the wall clock: building the vector env and the model is
     inside the budget, the held-out evaluations it runs at its wall-clock checkpoints are outside it.
     """
     require_sb3()

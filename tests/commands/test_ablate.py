@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 
-from robo_hybrid.rl.ablation import run_ablations
+from robo_hybrid.commands.ablate import main as ablate
 
 
 def test_ablation_table(bc_checkpoint, tiny_overrides, tmp_path):
-    base = [*tiny_overrides, f"checkpoint={bc_checkpoint}", "algo.iterations=1", "algo.critic_warmup_iters=0"]
-    path = run_ablations(base, ["bc_only", "scratch", "no_kl"], tmp_path / "abl", episodes=2)
-    text = path.read_text()
+    base = [*tiny_overrides, f"checkpoint={bc_checkpoint}", "algo.iterations=1", "algo.critic_warmup_iters=0",
+            "ablation.variants=[bc_only,scratch,no_kl]", "ablation.episodes=2", f"ablation.out={tmp_path / 'abl'}"]
+    assert ablate(base) == 0
+    text = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| BC only (no RL) |" in text and "| PPO from scratch |" in text and "without KL" in text
     rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert [r["variant"] for r in rows] == ["bc_only", "scratch", "no_kl"]
     assert rows[0]["iterations"] == 0 and rows[1]["iterations"] == 1 and rows[1]["env_steps"] == 16
-    assert all(0.0 <= r["final_success"] <= 1.0 for r in rows)
+    # each row's final evaluation ran its 2 episodes: the interval is the Wilson interval of that many
+    from robo_hybrid.evaluation import wilson_interval
+
+    assert all(tuple(r["ci95"]) in {wilson_interval(k, 2) for k in range(3)} for r in rows)
+    assert rows[0]["final_success"] in (0.0, 0.5, 1.0)
     # the curves of the trained variants: their periodic evaluations (start and end here) against wall-clock
     from robo_hybrid.rl.ablation import eval_curve
 

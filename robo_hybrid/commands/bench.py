@@ -1,0 +1,44 @@
+"""`robo-hybrid bench envs|latency|learn|loop [key=value ...]`: benchmarks that print figures.
+
+envs, latency and learn take Hydra overrides (their settings: bench.envs.*, bench.latency.*, bench.learn.*);
+loop is the robot-side controller-loop bench (no torch, no Hydra).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from robo_hybrid.config import ConfigError, load_config
+
+BENCHES = ("envs", "latency", "learn", "loop")
+
+
+def main(args: list[str]) -> int:
+    """Dispatch to one benchmark."""
+    if not args or args[0] not in BENCHES:
+        raise ConfigError(f"bench {args[0] if args else ''}: choose one of {', '.join(BENCHES)} "
+                          "(e.g. `robo-hybrid bench envs`)")
+    what, rest = args[0], args[1:]
+    if what == "loop":
+        return importlib.import_module("robo_hybrid.commands.bench_loop").main(rest)
+    cfg = load_config(rest)
+    if what == "envs":
+        from robo_hybrid.envs.bench import bench_envs  # noqa: PLC0415
+
+        b = cfg.bench.envs
+        bench_envs(list(b.tasks), list(b.workers), steps=b.steps, repeats=b.repeats)
+        return 0
+    if what == "latency":
+        from robo_hybrid.bench.latency import run_latency  # noqa: PLC0415
+
+        b = cfg.bench.latency
+        if not cfg.model:
+            raise ConfigError("model=<policy.onnx> is required (make one with `robo-hybrid export checkpoint=...`)")
+        run_latency(cfg.model, checkpoint=cfg.checkpoint, iters=b.iters, cycles=b.cycles, rate_hz=b.rate_hz,
+                    cpu=b.cpu, sb3=b.sb3, sb3_algo=b.sb3_algo, sb3_model=b.sb3_model, json_path=b.json)
+        return 0
+    from robo_hybrid.bench.learn import bench_learn  # noqa: PLC0415
+
+    if cfg.algo.name != "bc":
+        raise ConfigError("bench learn trains BC from algo.* (algo=bc) and PPO from bench.learn.ppo.*; drop algo=")
+    return bench_learn(cfg)
