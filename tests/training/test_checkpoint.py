@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from robo_hybrid.commands.train import train_bc
 from robo_hybrid.config import BCConfig, compose_config
 from robo_hybrid.envs.demos import write_demos
 from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
 from robo_hybrid.spec import SpecMismatchError
-from robo_hybrid.training.bc import make_optimizer, train_bc
+from robo_hybrid.training.bc import make_optimizer
 from robo_hybrid.training.checkpoint import (
     CheckpointError,
     find_checkpoint,
@@ -79,7 +80,7 @@ def demo_file(tmp_path):
 
 def _overrides(path, run):
     # augmentation on, so that a resume that lost the RNG state would diverge
-    return ["experiment=smoke", f"data={path}", f"run_dir={run}", "algo.steps=6", "algo.ckpt_every=2",
+    return ["experiment=smoke", f"data={path}", f"run_dir={run}", "algo.steps=6", "algo.checkpoint_every=2",
             "policy.augment=true", "policy.dropout=0.1", "algo.val_fraction=0.34", "algo.val_every=3"]
 
 
