@@ -161,6 +161,29 @@ def trajectory_progress(model: RewardModel, traj: Trajectory, device: str | torc
 
 
 # ----------------------------------------------------------------------------------------------- files
+MAX_PARAMS = 100_000_000  # a reward-model file asking for more is refused before anything is built
+
+
+def check_architecture(path: str | os.PathLike, cfg: RewardModelConfig, spec: IOSpec,
+                       shapes: dict[str, tuple[int, ...]]) -> None:
+    """ValueError (one line) unless the config is of sane size and its width, depth and history fit the stored
+    tensor shapes: a small crafted file must not make the loader build a huge model."""
+    D, K, L = cfg.d_model, cfg.history, cfg.n_layers
+    chans = [3, *cfg.conv_channels, D]
+    convs = len(spec.image_keys) * sum(9 * a * b for a, b in zip(chans[:-1], chans[1:], strict=True))
+    n_params = L * 12 * D * D + convs
+    if D > 4096 or L > 64 or K > 256 or len(chans) > 18 or n_params > MAX_PARAMS:
+        raise ValueError(f"{path}: reward-model config (d_model={D}, n_layers={L}, history={K}, conv_channels="
+                         f"{cfg.conv_channels[:17]}) is too large; refusing to build it")
+    layers = {k.split(".")[2] for k in shapes if k.startswith("encoder.blocks.")}
+    want = {"tokenizer.readout": (1, 1, D), "tokenizer.time_emb": (K, D),
+            **{f"encoder.blocks.{i}.attn.qkv.weight": (3 * D, D) for i in range(L)}}
+    bad = [k for k, v in want.items() if shapes.get(k) != v]
+    if bad or layers != {str(i) for i in range(L)}:
+        raise ValueError(f"{path}: the reward-model config does not fit the stored weights ({bad[:1] or 'depth'}); "
+                         "refusing to build it")
+
+
 def save_reward_model(path: str | os.PathLike, model: RewardModel) -> None:
     """safetensors weights + config + I/O spec in the metadata, written atomically."""
     from safetensors.torch import save_file  # noqa: PLC0415
@@ -181,11 +204,14 @@ def load_reward_model(path: str | os.PathLike, expect_spec: IOSpec | None = None
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # the header only: no tensor data
     if meta.get("kind") != "reward_model":
         raise ValueError(f"{path} is not a reward model written by save_reward_model")
     spec = IOSpec.from_json(meta["io_spec"])
     if expect_spec is not None:
         spec.require_compatible(expect_spec, what="env")
-    model = RewardModel(RewardModelConfig(**json.loads(meta["config"])), spec)
+    cfg = RewardModelConfig(**json.loads(meta["config"]))
+    check_architecture(path, cfg, spec, shapes)
+    model = RewardModel(cfg, spec)
     model.load_state_dict(load_file(str(path)))
     return model.eval()

@@ -144,3 +144,23 @@ def test_history_stacker():
     assert st.current()["x"][0, :, 0].tolist() == [7.0] * 3 and st.current()["x"][1, -1, 0] == 20.0
     flat = HistoryStacker(1, ("x",))
     assert flat.reset({"x": np.ones((2, 1))})["x"].shape == (2, 1) and "history_mask" not in flat.current()
+
+
+def test_a_crafted_reward_model_file_asking_for_a_huge_model_is_refused(spec, tmp_path, monkeypatch):
+    import json
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    from robo_hybrid.rl import reward_model as rm
+
+    small = RewardModel(RewardModelConfig(d_model=16, n_layers=1, n_heads=2, use_images=False), spec)
+    tensors = {k: v.contiguous() for k, v in small.state_dict().items()}
+    monkeypatch.setattr(rm, "RewardModel", lambda *a, **kw: pytest.fail("the model was built"))
+    for claim, match in (({"d_model": 65536, "n_layers": 96}, "too large"), ({"d_model": 512}, "does not fit")):
+        cfg = asdict(RewardModelConfig(**{**dict(d_model=16, n_layers=1, n_heads=2, use_images=False), **claim}))
+        path = tmp_path / "rm.safetensors"
+        save_file(tensors, str(path), metadata={"kind": "reward_model", "config": json.dumps(cfg),
+                                                "io_spec": spec.to_json()})
+        with pytest.raises(ValueError, match=match):
+            load_reward_model(path)
