@@ -1,8 +1,9 @@
 """MultimodalPolicy: camera images + proprio + goal -> tokens -> transformer -> Gaussian action (and chunk).
 
-Everything between raw sensor values and actuator units lives in this module: uint8 HWC -> float CHW,
-normalization of the vector observations, un-normalization and clipping of actions. Its input is the raw
-observation dict (batched); it only ever reads `spec.policy_keys` (+ `history_mask`), never `privileged`.
+Everything between raw sensor values and actuator units lives in this module and its `ObservationTokenizer`:
+uint8 HWC -> float CHW, normalization of the vector observations, un-normalization and clipping of actions. Its
+input is the raw observation dict (batched); it only ever reads `spec.policy_keys` (+ `history_mask`), never
+`privileged`.
 
 Action convention (shared by BC, PPO and the ONNX graph): the Gaussian lives in *normalized* action space
 (actions standardized with dataset statistics); `dist()` maps it to actuator units, unclipped; the action
@@ -269,6 +270,7 @@ def policy_summary(policy: MultimodalPolicy) -> dict:
     """Sizes for the README: parameters (total and per part), FLOPs per step, tokens, config highlights."""
 
     def count(m: nn.Module | None) -> int:
+        """Parameters of a part (0 when absent)."""
         return 0 if m is None else sum(p.numel() for p in m.parameters())
 
     tok = policy.tokenizer

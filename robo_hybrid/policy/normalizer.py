@@ -50,4 +50,5 @@ class Normalizer(nn.Module):
         return self.normalize(x)
 
     def extra_repr(self) -> str:
+        """Shape, floor and clip, for print(module)."""
         return f"shape={tuple(self.mean.shape)}, std_floor={self.std_floor}, clip={self.clip}"

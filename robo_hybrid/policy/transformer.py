@@ -22,6 +22,7 @@ class SelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, D); attn_mask: (B, 1, 1, T) bool or None. Returns (B, T, D)."""
         B, T, D = x.shape  # batch, tokens, width
         q, k, v = self.qkv(x).split(self.d_model, dim=2)  # a Python int: exporters trace it as a constant
         q = q.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
@@ -45,6 +46,7 @@ class MLP(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, D) -> (B, T, D)."""
         return self.drop(self.proj(self.gelu(self.fc(x))))
 
 
@@ -59,6 +61,7 @@ class Block(nn.Module):
         self.mlp = MLP(d_model, mlp_ratio, dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, D) -> (B, T, D)."""
         x = x + self.attn(self.ln_1(x), attn_mask)
         x = x + self.mlp(self.ln_2(x))
         return x

@@ -181,6 +181,7 @@ def expected_shapes(cfg: PolicyConfig, spec: IOSpec) -> dict[str, tuple[int, ...
 def check_architecture(path: str | Path, cfg: PolicyConfig, spec: IOSpec, shapes: dict[str, tuple[int, ...]]) -> None:
     """CheckpointError (one line) unless the PolicyConfig is within sane bounds and fits the stored tensor shapes."""
     def refuse(why: str) -> CheckpointError:
+        """The one-line error for `why`."""
         return CheckpointError(f"{path}: {why}; refusing to build the model")
 
     for name, cap in BOUNDS.items():
