@@ -35,7 +35,7 @@ class Evaluator:
         if episodes < 1:
             raise ValueError(f"episodes={episodes}: an evaluation needs at least one episode")
         self.task = task
-        self.env_cfg = env_cfg if isinstance(env_cfg, EnvConfig) else EnvConfig(**env_cfg)
+        self.env_cfg: EnvConfig = env_cfg if isinstance(env_cfg, EnvConfig) else EnvConfig(**env_cfg)
         self.seeds = held_out_seeds(episodes, seed_base)
         self.num_envs = max(1, min(int(num_envs), episodes))
         # worker processes unless there is a single env (or the caller asks for 'sync', as tests do)
@@ -51,6 +51,7 @@ class Evaluator:
 
             self._envs = make_vector_env(self.task, self.env_cfg, self.num_envs, self.vector_env, self.start_method,
                                          autoreset="disabled")
+        assert self._envs is not None
         return self._envs
 
     def run(self, act: ActFn, history: int, keys: tuple[str, ...], video: str | Path | None = None,
@@ -62,10 +63,13 @@ class Evaluator:
         t0, threads = time.perf_counter(), torch.get_num_threads()
         torch.set_num_threads(1)  # batch-num_envs inference: more threads only contend with the env workers
         bar = tqdm(total=len(self.seeds), desc=f"eval {self.task}", unit="ep", disable=not progress)
+
+        def tick(_) -> None:
+            bar.update(1)
+
         try:
             recs = run_episodes(self.envs, act, self.seeds, history, tuple(keys),
-                                video_seeds=tuple(self.seeds[:n_video]) if video else (),
-                                on_episode=lambda _: bar.update(1))
+                                video_seeds=tuple(self.seeds[:n_video]) if video else (), on_episode=tick)
         finally:
             bar.close()
             torch.set_num_threads(threads)
