@@ -11,7 +11,8 @@ import pytest
 
 DEPLOY = pathlib.Path(__file__).resolve().parents[2] / "deploy"
 TORCH_FREE = ["policy", "robot", "mock", "safety", "loop", "telemetry", "bench", "run", "wire", "onnx_file",
-              "zmq_robot", "sim_server", "sim_backend"]  # fmt: skip
+              "zmq_robot", "sim_server", "sim_backend", "config", "auth", "realtime", "server_process", "bench_rt"]
+COMMANDS = ["deploy", "sim_server", "keys", "bench_loop"]  # robot-side commands: base install only
 
 
 def test_import_without_torch():
@@ -24,7 +25,10 @@ import robo_hybrid.deploy
 from robo_hybrid.deploy import run_deploy, OnnxPolicy, Controller, MockRobot, SafetyFilter, bench_latency
 for m in {TORCH_FREE!r}:
     __import__('robo_hybrid.deploy.' + m)
-heavy = [m for m in ('torch', 'mujoco', 'gymnasium', 'matplotlib', 'robo_hybrid.envs') if sys.modules.get(m)]
+for m in {COMMANDS!r}:
+    __import__('robo_hybrid.commands.' + m)
+heavy = [m for m in ('torch', 'mujoco', 'gymnasium', 'matplotlib', 'robo_hybrid.envs', 'hydra', 'omegaconf')
+         if sys.modules.get(m)]
 assert not heavy, f'deploy imported {{heavy}}'
 print('ok')
 """
