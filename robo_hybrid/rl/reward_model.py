@@ -22,6 +22,7 @@ from robo_hybrid.policy.normalizer import Normalizer
 from robo_hybrid.policy.tokenizer import ObservationTokenizer, TokenizerConfig
 from robo_hybrid.policy.transformer import Encoder, init_weights
 from robo_hybrid.spec import IOSpec
+from robo_hybrid.training.checkpoint import upgrade_legacy_names
 
 from .config import RewardModelConfig
 
@@ -204,7 +205,7 @@ def load_reward_model(path: str | os.PathLike, expect_spec: IOSpec | None = None
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # the header only: no tensor data
+        shapes = upgrade_legacy_names({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})  # header only
     if meta.get("kind") != "reward_model":
         raise ValueError(f"{path} is not a reward model written by save_reward_model")
     spec = IOSpec.from_json(meta["io_spec"])
@@ -213,5 +214,5 @@ def load_reward_model(path: str | os.PathLike, expect_spec: IOSpec | None = None
     cfg = RewardModelConfig(**json.loads(meta["config"]))
     check_architecture(path, cfg, spec, shapes)
     model = RewardModel(cfg, spec)
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(upgrade_legacy_names(load_file(str(path))))
     return model.eval()

@@ -46,9 +46,10 @@ MAX_PARAMS = 1_000_000_000  # a policy file asking for more is refused before an
 MAX_TOKENS = 4096  # attention is quadratic in the sequence length
 BOUNDS = {"d_model": 8192, "n_layers": 128, "n_heads": 256, "mlp_ratio": 64, "history": 256, "chunk_size": 4096}
 MAX_CONV_LAYERS, MAX_CHANNELS, MAX_IMAGE_PX, MAX_VECTOR = 16, 8192, 2048, 1_000_000
-# state-dict names before the observation tokenizer was one module (old files are renamed on load)
+# state-dict names of the policy, critic and reward model before the observation tokenizer was one module
 LEGACY_KEYS = [(re.compile(r"^vec_tokenizers\.([^.]+)\.net\."), r"tokenizer.vec_tokenizers.\1.0.net."),
-               (re.compile(r"^obs_normalizers\."), "tokenizer.normalizers."),
+               (re.compile(r"^tokenizers\.(.+)_(\d+)\.net\."), r"tokenizer.vec_tokenizers.\1.\2.net."),  # critic
+               (re.compile(r"^(obs_normalizers|obs_rms|normalizers)\."), "tokenizer.normalizers."),
                (re.compile(r"^(stems\.|pos_emb$|cam_emb$|vec_emb$|time_emb$|readout$)"), r"tokenizer.\1")]
 
 
@@ -124,13 +125,16 @@ def read_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str,
 
 
 def upgrade_legacy_names(names: dict[str, Any]) -> dict[str, Any]:
-    """Rename the state-dict keys of files written before the one observation tokenizer (no-op for newer files)."""
+    """Rename the state-dict keys (policy, critic or reward model) written before the one observation tokenizer;
+    newer names pass unchanged."""
     if "readout" not in names:
         return names
     out = {}
     for k, v in names.items():
         for pattern, repl in LEGACY_KEYS:
-            k = pattern.sub(repl, k)
+            k, n = pattern.subn(repl, k)
+            if n:
+                break
         out[k] = v
     return out
 

@@ -164,3 +164,22 @@ def test_a_crafted_reward_model_file_asking_for_a_huge_model_is_refused(spec, tm
                                                 "io_spec": spec.to_json()})
         with pytest.raises(ValueError, match=match):
             load_reward_model(path)
+
+
+def test_reward_model_files_from_before_the_one_tokenizer_still_load(spec, tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    model = RewardModel(RewardModelConfig(d_model=16, n_layers=1, n_heads=2, history=2, conv_channels=[8]), spec)
+    legacy = {}
+    for k, v in model.state_dict().items():  # the state-dict names of the earlier layout
+        legacy[k.replace(".0.net.", ".net.").removeprefix("tokenizer.")] = v.contiguous()
+    assert "readout" in legacy and "normalizers.proprio.mean" in legacy
+    path = tmp_path / "old_rm.safetensors"
+    save_file(legacy, str(path), metadata={"kind": "reward_model", "config": json.dumps(asdict(model.cfg)),
+                                           "io_spec": spec.to_json()})
+    again = load_reward_model(path)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v, rtol=0, atol=0)
