@@ -6,13 +6,14 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from robo_hybrid.constants import HISTORY_MASK_KEY
+from robo_hybrid.fileio import atomic_path
 from robo_hybrid.policy.model import MultimodalPolicy
 
 OPSET = 17
@@ -35,7 +36,6 @@ class ExportReport:
     parity_max_abs_diff: float
     parity_samples: int
     size_bytes: int
-    quantized: dict = field(default_factory=dict)
 
 
 def state_dict_hash(module: torch.nn.Module) -> str:
@@ -83,9 +83,7 @@ def export_onnx(
     inputs = wrapper.example_inputs(batch=2)
     in_names, out_names = list(wrapper.input_names), list(wrapper.output_names)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out, suffix=".onnx") as tmp:
         with torch.no_grad():
             torch.onnx.export(
                 wrapper, inputs, str(tmp), input_names=in_names, output_names=out_names, opset_version=opset,
@@ -98,10 +96,6 @@ def export_onnx(
             entry.key, entry.value = k, v
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     if parity_obs is None:
         parity_obs = {n: t.numpy() for n, t in zip(in_names, inputs, strict=True)}
     diff = check_parity(wrapper, out, parity_obs)
@@ -142,17 +136,16 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike) -> str:
     import onnx  # noqa: PLC0415
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
-    tmp = Path(out).with_name(f".{Path(out).name}.tmp-{os.getpid()}")
-    quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
-    src, dst = onnx.load(str(fp32_path)), onnx.load(str(tmp))
-    del dst.metadata_props[:]
-    for p in src.metadata_props:
+    with atomic_path(out, suffix=".onnx") as tmp:
+        quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        src, dst = onnx.load(str(fp32_path)), onnx.load(str(tmp))
+        del dst.metadata_props[:]
+        for p in src.metadata_props:
+            e = dst.metadata_props.add()
+            e.key, e.value = p.key, p.value
         e = dst.metadata_props.add()
-        e.key, e.value = p.key, p.value
-    e = dst.metadata_props.add()
-    e.key, e.value = "quantization", "dynamic int8 (MatMul, Gemm)"
-    onnx.save(dst, str(tmp))
-    os.replace(tmp, out)
+        e.key, e.value = "quantization", "dynamic int8 (MatMul, Gemm)"
+        onnx.save(dst, str(tmp))
     return str(out)
 
 

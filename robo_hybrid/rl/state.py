@@ -8,7 +8,6 @@ always has its PPO state.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save as st_save
 
+from robo_hybrid.fileio import atomic_dir, atomic_write_bytes
 from robo_hybrid.policy import MultimodalPolicy
 from robo_hybrid.training import checkpoint as ckpt
 
@@ -33,21 +33,16 @@ def save_ppo_state(run_dir: str | Path, step: int, modules: dict[str, nn.Module]
                    reward_model_path: str | Path | None = None) -> Path:
     """Write the PPO state of iteration `step` atomically (a directory renamed into place)."""
     final = state_dir(run_dir, step)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     tensors = {f"{name}.{k}": v.detach().cpu().contiguous() for name, m in modules.items()
                for k, v in m.state_dict().items()}
-    ckpt.atomic_write_bytes(tmp / MODULES_FILE, st_save(tensors, metadata={"modules": ",".join(modules)}))
-    for name, opt in optimizers.items():
-        ckpt.atomic_write_bytes(tmp / f"{name}.safetensors", ckpt.optimizer_to_bytes(opt))
-    if bc_policy is not None:
-        ckpt.atomic_write_bytes(tmp / BC_POLICY_FILE, ckpt.policy_to_bytes(bc_policy))
-    if reward_model_path is not None:
-        shutil.copyfile(reward_model_path, tmp / REWARD_MODEL_FILE)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_dir(final) as tmp:
+        atomic_write_bytes(tmp / MODULES_FILE, st_save(tensors, metadata={"modules": ",".join(modules)}))
+        for name, opt in optimizers.items():
+            atomic_write_bytes(tmp / f"{name}.safetensors", ckpt.optimizer_to_bytes(opt))
+        if bc_policy is not None:
+            atomic_write_bytes(tmp / BC_POLICY_FILE, ckpt.policy_to_bytes(bc_policy))
+        if reward_model_path is not None:
+            shutil.copyfile(reward_model_path, tmp / REWARD_MODEL_FILE)
     return final
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from robo_hybrid.constants import HISTORY_MASK_KEY
 from robo_hybrid.envs.demos import Demos, Episode, load_demos
 from robo_hybrid.policy.model import AUX_TARGET_KEY
 from robo_hybrid.spec import IOSpec
@@ -84,7 +85,7 @@ class DemoDataset(Dataset):
             t = idx[:, None] + np.arange(1 - self.history, 1)[None, :]  # (B, K)
             valid = t >= start[:, None]
             t = np.maximum(t, start[:, None])
-            batch["history_mask"] = torch.from_numpy(valid)
+            batch[HISTORY_MASK_KEY] = torch.from_numpy(valid)
             for k in self.obs_keys:
                 batch[k] = torch.from_numpy(self.obs[k][t])  # (B, K, ...)
         else:
