@@ -56,6 +56,7 @@ def load_ppo_state(path: str | Path, modules: dict[str, nn.Module], optimizers: 
     for name, m in modules.items():
         prefix = f"{name}."
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        sd = ckpt.upgrade_legacy_names(sd)  # a PPO state written before the one observation tokenizer
         missing, unexpected = m.load_state_dict(sd, strict=False)
         if missing or unexpected:
             raise ckpt.CheckpointError(f"{path}: '{name}' state mismatch: missing {missing}, unexpected {unexpected}")
