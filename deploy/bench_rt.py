@@ -48,6 +48,17 @@ def _reach_policy(spec):
     return CallablePolicy(spec, act)
 
 
+def _flee_policy(spec):
+    """Moves away from the goal (then along the workspace wall): a long session that never ends in success."""
+    ee = list(spec.proprio_layout).index("ee.x_m")
+
+    def act(obs):
+        err = obs["goal"] - obs["proprio"][ee : ee + 3]
+        return np.r_[-0.5 * np.sign(err), 1.0].astype(np.float32)
+
+    return CallablePolicy(spec, act)
+
+
 def loop_arm(seconds: float, rate_hz: float, mode: str, priority: int, cpu: int | None) -> dict:
     """One arm: `seconds` of the loop at `rate_hz` with realtime `mode`; p99 jitter / lateness in ms."""
     spec = mock_io_spec(image_size=32, control_rate_hz=rate_hz, episode_steps=0)
@@ -96,7 +107,7 @@ def bench_link(seconds: float = 60.0, rate_hz: float = 100.0, load: int = 0) -> 
         robot = ZmqRobot(ep, connect_timeout_s=30.0, keys_dir=keys, link_refused_max=defaults.link_refused_max,
                          link_window_s=defaults.link_window_s)  # fmt: skip
         try:
-            ctl = Controller(_reach_policy(spec), robot, LoopConfig(max_steps=int(seconds * rate_hz)),
+            ctl = Controller(_flee_policy(spec), robot, LoopConfig(max_steps=int(seconds * rate_hz)),
                              SafetyConfig(estop_signal=False))  # fmt: skip
             res = ctl.run()
             st = robot.stats()

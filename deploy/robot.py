@@ -149,7 +149,7 @@ class RobotLimits:
     def from_spec(spec: IOSpec) -> RobotLimits:
         """Limits of a simulated robot whose env declares `spec`: its box, and one full action step per period."""
         speed = spec.max_ee_delta_m * spec.control_rate_hz * math.sqrt(3) if spec.max_ee_delta_m > 0 else math.inf
-        return RobotLimits(tuple(spec.workspace_low_m), tuple(spec.workspace_high_m), speed)
+        return RobotLimits(spec.workspace_low_m, spec.workspace_high_m, speed)
 
 
 def hold_action(spec: IOSpec, gripper: float) -> np.ndarray:

@@ -95,7 +95,7 @@ def convert(value: str, tp: Any, key: str) -> Any:
 def _build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # callers pass dataclasses only
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             if any(k.startswith(f"{prefix}{f.name}.") for k in values):

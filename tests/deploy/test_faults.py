@@ -1,4 +1,4 @@
-"""Every row of shared/FAULTS.md against the controller + MockRobot; none may emit an unsafe command.
+"""The controller rows of docs/faults.md against the controller + MockRobot; none may emit an unsafe command.
 
 The loop runs at 100 Hz (stale limit max(2.5 periods, 50 ms) = 50 ms). Faults are scheduled by cycle:
 the mock's fault hook sees len(robot.commands) == cycle index, because every cycle writes exactly once.
