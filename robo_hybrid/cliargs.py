@@ -108,9 +108,27 @@ def _build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
         raise CliArgError(" ".join(str(e).split())) from None
 
 
+def _flat(obj: Any, prefix: str = "") -> list[str]:
+    """key: value lines of a dataclass tree (dotted keys)."""
+    lines = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        lines += _flat(v, f"{prefix}{f.name}.") if dataclasses.is_dataclass(v) else [f"{prefix}{f.name}: {v!r}"]
+    return lines
+
+
 def parse(cls: type[T], args: list[str]) -> T:
-    """Instance of dataclass `cls` from `key=value` strings; CliArgError (one line) on any bad argument."""
+    """Instance of dataclass `cls` from `key=value` strings; CliArgError (one line) on any bad argument.
+
+    `--cfg` prints the resolved arguments and `--help` / `-h` the keys with their defaults, then exit (status 0).
+    """
     known = fields_of(cls)
+    if any(a in ("--help", "-h") for a in args):
+        print("keys (key=value):\n" + "\n".join(f"  {line}" for line in _flat(_build(cls, {}))))
+        raise SystemExit(0)
+    if "--cfg" in args:
+        print("\n".join(_flat(parse(cls, [a for a in args if a != "--cfg"]))))
+        raise SystemExit(0)
     values: dict[str, Any] = {}
     for arg in args:
         key, eq, value = arg.partition("=")

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import importlib
 
-from robo_hybrid.config import ConfigError, load_config
-
 BENCHES = ("envs", "latency", "learn", "loop")
 
 
 def main(args: list[str]) -> int:
-    """Dispatch to one benchmark."""
+    """Dispatch to one benchmark (`bench loop` before anything imports Hydra or torch: it runs on a base install)."""
+    if args[:1] == ["loop"]:
+        return importlib.import_module("robo_hybrid.commands.bench_loop").main(args[1:])
+    from robo_hybrid.config import ConfigError, load_config  # noqa: PLC0415
+
     if not args or args[0] not in BENCHES:
         raise ConfigError(f"bench {args[0] if args else ''}: choose one of {', '.join(BENCHES)} "
                           "(e.g. `robo-hybrid bench envs`)")
     what, rest = args[0], args[1:]
-    if what == "loop":
-        return importlib.import_module("robo_hybrid.commands.bench_loop").main(rest)
     cfg = load_config(rest)
     if what == "envs":
         from robo_hybrid.envs.bench import bench_envs  # noqa: PLC0415

@@ -19,7 +19,9 @@ def deploy_on_robot(cfg: Config, model: str, seed: int) -> dict:
     """The controller loop of robo_hybrid.deploy on cfg.robot, episodes from `seed` (the held-out seed base)."""
     from robo_hybrid.deploy import run_deploy  # noqa: PLC0415
 
-    return run_deploy(model, robot=cfg.robot, cfg=replace(cfg.deploy, seed=seed))
+    # the env the torch evaluation used (image size, cameras, episode length...), on the same held-out seeds
+    return run_deploy(model, robot=cfg.robot, cfg=replace(cfg.deploy, seed=seed), task=cfg.task.name,
+                      env_cfg=asdict(cfg.task.env))
 
 
 def main(args: list[str]) -> int:
