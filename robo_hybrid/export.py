@@ -58,7 +58,7 @@ def _metadata(policy: MultimodalPolicy, model_hash: str, cfg_hash: str, outputs:
         "io_spec": spec.to_json(),
         "model_hash": model_hash,
         "config_hash": cfg_hash,
-        "action_chunk_horizon": str(policy.cfg.chunk_size),
+        "action_chunk_horizon": str(policy.cfg.chunk_size if "action_chunk" in outputs else 0),
         "control_rate_hz": str(spec.control_rate_hz),
         "action_meaning": json.dumps(list(spec.action_meaning)),
         "action_bounds": json.dumps([spec.action.low, spec.action.high]),

@@ -6,7 +6,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .ppo import PPO
+from .ppo import PPO, actor_inputs
+from .residual import ResidualPolicy
 from .rollout import EpisodeTracker, HistoryStacker, stack_final_obs, step_outcome
 from .shaping import PotentialShaper, reward_terms, total_reward
 from .storage import RolloutStorage
@@ -44,10 +45,19 @@ class RolloutCollector:
         return {**self.stacker.current(), **self.privileged}
 
     def example_obs(self) -> dict[str, np.ndarray]:
-        """Current storage observation (shapes / dtypes for allocating the storage)."""
+        """Current storage observation (shapes / dtypes for allocating the storage), base cache included."""
         if not self.started:
             self.start()
-        return self.storage_obs()
+        obs = self.storage_obs()
+        cache = self._base_cache(to_torch(obs, self.ppo.device))
+        return {**obs, **{k: v.cpu().numpy() for k, v in cache.items()}}
+
+    def _base_cache(self, obs_t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Residual fine-tuning: the frozen base's outputs, once per env step (stored, so updates never rerun it)."""
+        actor = self.ppo.actor
+        if not isinstance(actor, ResidualPolicy):
+            return {}
+        return actor.base_cache(actor_inputs(obs_t, actor.base))
 
     @torch.no_grad()
     def collect(self, storage: RolloutStorage) -> dict[str, float]:
@@ -59,6 +69,7 @@ class RolloutCollector:
         stds: list[torch.Tensor] = []
         for _ in range(storage.num_steps):
             obs_t = to_torch(self.storage_obs(), dev)
+            obs_t.update(self._base_cache(obs_t))
             ppo.critic.update_normalizers(obs_t)
             out = ppo.act(obs_t)
             stds.append(out["std"].mean(0).cpu())

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 REWARDS = ("sparse", "dense", "learned")
 BC_REGULARIZERS = ("none", "kl", "bc_nll")
 VECTOR_ENVS = ("async", "sync")
+FINETUNE_MODES = ("full", "residual", "partial")
 START_METHODS = ("spawn", "forkserver")
 
 
@@ -31,8 +32,9 @@ class CriticConfig:
     privileged_split: list[int] = field(default_factory=lambda: [3, 4, 3, 3])
     """Sizes of the privileged-state parts that each become one token (object pos, quat, linvel, angvel);
     they must sum to the privileged vector's length; [] makes the whole vector one token."""
-    use_images: bool = True
-    """Tokenize the camera images too; False gives a cheaper critic on proprio, goal and privileged state."""
+    use_images: bool = False
+    """Tokenize the camera images too; False (default) gives a much cheaper critic on proprio, goal and privileged
+    state (`robo-hybrid bench rl` measures both)."""
     init_std: float = 0.02
     """Std of the normal init of linear layers and embeddings (nanoGPT)."""
 
@@ -128,11 +130,49 @@ class RNDConfig:
 
 
 @dataclass
+class ResidualConfig:
+    """The bounded residual head of algo.finetune=residual (on the frozen BC policy's features and action)."""
+
+    scale: float = 0.3
+    """Bound on |residual| per action dim, in normalized action units (dataset std): a = base + scale * tanh(r)."""
+    scale_init: float = 0.05
+    """Bound at iteration 0; annealed linearly to `scale` over scale_anneal_iters (the residual is 0 at init
+    either way: its last layer starts at zero)."""
+    scale_anneal_iters: int = 30
+    """Iterations over which the bound goes from scale_init to scale."""
+    hidden: int = 256
+    """Hidden width of the residual MLP."""
+    n_layers: int = 2
+    """Hidden layers of the residual MLP."""
+    init_std: float = 0.1
+    """Initial exploration std of the residual Gaussian (state independent, learned), normalized action units."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the residual head (a fresh small net; the actor's learning_rate is for full/partial)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.scale_init <= self.scale:
+            raise ValueError(f"residual.scale_init={self.scale_init} / scale={self.scale}: "
+                             "need 0 < scale_init <= scale")
+        if self.hidden < 1 or self.n_layers < 0 or self.scale_anneal_iters < 0:
+            raise ValueError("residual.hidden must be >= 1, n_layers and scale_anneal_iters >= 0")
+        if self.init_std <= 0 or self.learning_rate <= 0:
+            raise ValueError("residual.init_std and residual.learning_rate must be > 0")
+
+
+@dataclass
 class PPOConfig:
     """PPO fine-tuning of the (BC-initialised) policy: rollouts, losses, regularizers, schedule, logging."""
 
     name: str = "ppo"
     """Name of the Hydra `algo` group entry (informational)."""
+    finetune: str = "residual"
+    """'residual' (frozen BC base + bounded residual head; the base runs once per env step and updates train only
+    the head and the critic), 'full' (every actor weight) or 'partial' (the last `partial_blocks` transformer
+    blocks and the heads)."""
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+    """The residual head (finetune=residual)."""
+    partial_blocks: int = 1
+    """Transformer blocks trained by finetune=partial (counted from the last one)."""
     # ----- rollouts -----
     num_envs: int = 8
     """Parallel environments."""
@@ -176,9 +216,10 @@ class PPOConfig:
     augment: bool = False
     """Run the actor in training mode (image augmentation, dropout) during updates; rollouts always use eval mode."""
     # ----- staying close to the pretrained policy -----
-    bc_reg: str = "kl"
-    """'kl': + coef * KL(pi || pi_BC) on rollout states; 'bc_nll': + coef * -log pi(a_demo | s_demo) on demo
-    minibatches (needs demos); 'none'."""
+    bc_reg: str = "none"
+    """'none' (default: the residual's bound keeps the policy near BC); 'kl': + coef * KL(pi || pi_BC) on rollout
+    states (residual: the frozen base is pi_BC); 'bc_nll': + coef * -log pi(a_demo | s_demo) on demo minibatches
+    (needs demos)."""
     bc_reg_coef: float = 0.1
     """Initial weight of the BC regularizer."""
     bc_reg_coef_final: float = 0.01
@@ -215,8 +256,9 @@ class PPOConfig:
     """Stop after this much wall-clock time (the final eval and checkpoint are extra); 0 = no limit."""
     eval_every: int = 10
     """Held-out evaluation every this many iterations (and at start and end); 0 = only at start and end."""
-    eval_episodes: int = 20
-    """Episodes per held-out evaluation."""
+    eval_episodes: int = 50
+    """Episodes per held-out evaluation along the run: the same fixed seeds (eval.seed_base + i) every time, so
+    the run's minimum vs the start (`min_vs_bc` in the result) is the no-collapse check."""
     eval_num_envs: int = 0
     """Envs used for evaluation; 0 = num_envs."""
     train_seed_offset: int = 500_000
@@ -238,6 +280,7 @@ class PPOConfig:
             ("bc_reg", self.bc_reg, BC_REGULARIZERS),
             ("vector_env", self.vector_env, VECTOR_ENVS),
             ("start_method", self.start_method, START_METHODS),
+            ("finetune", self.finetune, FINETUNE_MODES),
         ):
             if value not in allowed:
                 raise ValueError(f"algo.{name}={value!r}: choose one of {allowed}")
@@ -246,6 +289,8 @@ class PPOConfig:
             self.critic = CriticConfig(**{str(k): v for k, v in self.critic.items()})
         if isinstance(self.reward_model, dict):
             self.reward_model = RewardModelConfig(**{str(k): v for k, v in self.reward_model.items()})
+        if isinstance(self.residual, dict):
+            self.residual = ResidualConfig(**{str(k): v for k, v in self.residual.items()})
         if isinstance(self.rnd, dict):
             self.rnd = RNDConfig(**{str(k): v for k, v in self.rnd.items()})
         if self.num_envs < 1 or self.num_steps < 1:
@@ -269,6 +314,8 @@ class PPOConfig:
             raise ValueError("algo.critic_warmup_iters and the *_anneal_iters must be >= 0")
         if self.eval_episodes < 1 or self.checkpoint_every < 1 or self.eval_every < 0 or self.keep_last < 1:
             raise ValueError("algo.eval_episodes, checkpoint_every and keep_last must be >= 1, eval_every >= 0")
+        if self.partial_blocks < 1:
+            raise ValueError("algo.partial_blocks must be >= 1 (or use algo.finetune=full)")
         if self.value_norm_std_floor <= 0:
             raise ValueError("algo.value_norm_std_floor must be > 0 (or set algo.value_normalization=false)")
         if self.learning_rate <= 0 or self.critic_learning_rate <= 0 or self.max_grad_norm <= 0:

@@ -19,8 +19,11 @@ from robo_hybrid.training import distributed as ddp
 
 from .config import PPOConfig, linear_schedule
 from .critic import TransformerCritic
+from .residual import BASE_LOG_STD, BASE_MEAN, CACHE_KEYS, ResidualPolicy
 from .rnd import RND
 from .storage import RolloutStorage, RunningMeanStd
+
+Actor = MultimodalPolicy | ResidualPolicy
 
 
 # ----------------------------------------------------------------------------------------------- loss pieces
@@ -65,9 +68,12 @@ def gaussian_kl(mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Ten
     return kl.sum(-1)
 
 
-def actor_inputs(obs: dict[str, torch.Tensor], policy: MultimodalPolicy) -> dict[str, torch.Tensor]:
-    """Only the deployable inputs: the spec's policy keys (+ the history mask); never privileged state."""
+def actor_inputs(obs: dict[str, torch.Tensor], policy: Actor) -> dict[str, torch.Tensor]:
+    """Only the deployable inputs: the spec's policy keys (+ the history mask), and for a residual policy the base's
+    cached outputs (computed from those same inputs); never privileged state."""
     keys = tuple(policy.spec.policy_keys) + ((HISTORY_MASK_KEY,) if policy.cfg.history > 1 else ())
+    if isinstance(policy, ResidualPolicy):
+        keys += CACHE_KEYS
     return {k: obs[k] for k in keys if k in obs}
 
 
@@ -75,7 +81,7 @@ def actor_inputs(obs: dict[str, torch.Tensor], policy: MultimodalPolicy) -> dict
 class PPO:
     """Actor-critic PPO with BC regularization, critic warm-up, entropy schedule, std bounds and optional RND."""
 
-    def __init__(self, actor: MultimodalPolicy, critic: TransformerCritic, cfg: PPOConfig,
+    def __init__(self, actor: Actor, critic: TransformerCritic, cfg: PPOConfig,
                  bc_policy: MultimodalPolicy | None = None, rnd: RND | None = None,
                  demo_batches: Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None,
                  dist: ddp.DistInfo | None = None) -> None:
@@ -86,16 +92,23 @@ class PPO:
         self.dist_info = dist or ddp.DistInfo()
         self.actor, self.critic, self.rnd = actor.to(self.device), critic.to(self.device), rnd
         # frozen copy of the pretrained policy: the anchor of the KL regularizer
-        if bc_policy is None and cfg.bc_reg == "kl":
-            bc_policy = copy.deepcopy(actor)
+        self.residual = isinstance(actor, ResidualPolicy)
+        if bc_policy is None and cfg.bc_reg == "kl" and isinstance(actor, MultimodalPolicy):
+            bc_policy = copy.deepcopy(actor)  # (residual: the frozen base's cached outputs are the anchor)
         self.bc_policy = bc_policy.to(self.device).eval().requires_grad_(False) if bc_policy is not None else None
         if cfg.bc_reg == "bc_nll" and demo_batches is None:
             raise ValueError("algo.bc_reg=bc_nll needs demonstrations: pass data=<demo file> (or use bc_reg=kl)")
         self.demo_batches = demo_batches
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        # only the trainable weights (residual: the head; partial: the last blocks and the heads)
+        lr = cfg.residual.learning_rate if self.residual else cfg.learning_rate
+        self.actor_optimizer = torch.optim.Adam(self.trainable(), lr=lr, eps=1e-5)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_learning_rate, eps=1e-5)
         self.value_rms = RunningMeanStd((), std_floor=cfg.value_norm_std_floor).to(self.device)
         self.log_std_bounds = (math.log(cfg.std_min), math.log(cfg.std_max))
+
+    def trainable(self) -> list[nn.Parameter]:
+        """The actor parameters PPO updates (a frozen base's are left out)."""
+        return [p for p in self.actor.parameters() if p.requires_grad]
 
     # ----- schedules -----
     def entropy_coef(self, it: int) -> float:
@@ -136,7 +149,9 @@ class PPO:
         actions = d.sample()
         res = {"actions": actions, "log_probs": d.log_prob(actions), "values": self.value(obs),
                "std": out.log_std.exp()}
-        if self.bc_policy is not None:
+        if self.residual and BASE_MEAN in obs:  # the frozen base is the BC anchor: its outputs are already cached
+            res["bc_mean"], res["bc_log_std"] = obs[BASE_MEAN], obs[BASE_LOG_STD].clamp(*self.log_std_bounds)
+        elif self.bc_policy is not None:
             bc = self.bc_policy(actor_inputs(obs, self.bc_policy))
             res["bc_mean"], res["bc_log_std"] = bc.mean, bc.log_std.clamp(*self.log_std_bounds)
         return res
@@ -221,8 +236,9 @@ class PPO:
         loss = loss + reg_coef * reg
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        ddp.all_reduce_gradients(self.actor.parameters(), self.dist_info)
-        grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+        params = self.trainable()
+        ddp.all_reduce_gradients(params, self.dist_info)
+        grad_norm = nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         self.actor_optimizer.step()
         return {"policy_loss": policy_loss.item(), "entropy": entropy.mean().item(), "approx_kl": kl.item(),
                 "clip_frac": clip_frac.item(), "bc_reg": reg.item(), "actor_grad_norm": float(grad_norm),
@@ -244,6 +260,8 @@ class PPO:
     def modules(self) -> dict[str, nn.Module]:
         """Named modules whose state a resumable checkpoint must hold."""
         mods: dict[str, nn.Module] = {"critic": self.critic, "value_rms": self.value_rms}
+        if isinstance(self.actor, ResidualPolicy):  # the base is the policy checkpoint; the head lives here too
+            mods["residual"] = self.actor.head
         if self.rnd is not None:
             mods["rnd"] = self.rnd
         return mods

@@ -30,10 +30,11 @@ from robo_hybrid.training import checkpoint as ckpt
 from robo_hybrid.training import distributed as ddp
 
 from .collector import RolloutCollector, random_action_stats
-from .config import PPOConfig
+from .config import PPOConfig, linear_schedule
 from .critic import TransformerCritic
 from .plots import plot_learning_curves
 from .ppo import PPO
+from .residual import ResidualPolicy, finetune_actor, save_residual
 from .rnd import RND
 from .setup import build_reward_model, demo_batches
 from .shaping import PotentialShaper
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 class PPOResult:
     """What a PPO run returns: the fine-tuned policy and its held-out figures (eval at start, best, final)."""
 
-    policy: MultimodalPolicy
+    policy: MultimodalPolicy | ResidualPolicy
     run_dir: Path
     checkpoint_dir: Path
     iterations: int
@@ -58,6 +59,8 @@ class PPOResult:
     best_eval: dict[str, float] = field(default_factory=dict)
     min_success: float = float("nan")
     """Lowest held-out success seen during the run (the 'no collapse below BC' check)."""
+    min_vs_bc: float = float("nan")
+    """min_success minus the start's success on the same fixed seeds (no collapse: >= -0.10)."""
 
 
 class PPOTrainer:
@@ -100,9 +103,14 @@ class PPOTrainer:
     def _build(self, resume_dir: Path | None, resumed_state: dict, init_checkpoint: str,
                policy_cfg: PolicyConfig | None) -> None:
         """Everything after the envs: actor, critic, RND, PPO, reward shaping, storage, logs."""
-        cfg, task, seed, demos_path = self.cfg, self.task, self.seed, self.demos_path
+        cfg, seed, demos_path = self.cfg, self.seed, self.demos_path
         self.from_scratch = bool(resumed_state.get("from_scratch", not init_checkpoint))
-        self.policy = self._build_policy(resume_dir, init_checkpoint, policy_cfg)
+        if self.from_scratch and cfg.finetune != "full":
+            log.warning("algo.finetune=%s needs a pretrained policy; training from scratch: finetune=full",
+                        cfg.finetune)
+            cfg = self.cfg = replace(cfg, finetune="full")
+        self.base = base = self._build_policy(resume_dir, init_checkpoint, policy_cfg)
+        self.policy = finetune_actor(base, cfg.finetune, cfg.residual, cfg.partial_blocks).to(self.device)
         self.critic = TransformerCritic(cfg.critic, self.spec)
         dims = {k: int(np.prod(self.spec.obs(k).shape)) for k in (*self.spec.policy_keys, *self.spec.privileged_keys)
                 if k not in self.spec.image_keys}
@@ -110,8 +118,9 @@ class PPOTrainer:
         if self.from_scratch and cfg.bc_reg == "kl":
             log.warning("bc_reg=kl needs a pretrained policy to stay close to; training from scratch: regularizer off")
             cfg = self.cfg = replace(cfg, bc_reg="none")
-        demos = demo_batches(demos_path, self.policy, cfg.minibatch_size, seed) if cfg.bc_reg == "bc_nll" else None
-        bc_anchor = copy.deepcopy(self.policy) if cfg.bc_reg == "kl" else None
+        demos = demo_batches(demos_path, base, cfg.minibatch_size, seed) if cfg.bc_reg == "bc_nll" else None
+        # residual: the frozen base itself is the KL anchor (its outputs are cached in the rollout)
+        bc_anchor = copy.deepcopy(base) if cfg.bc_reg == "kl" and cfg.finetune != "residual" else None
         self.ppo = PPO(self.policy, self.critic, cfg, bc_policy=bc_anchor, rnd=self.rnd, demo_batches=demos,
                        dist=self.dist)
         self.it, self.env_steps, self.elapsed_s, self.best_success = 0, 0, 0.0, -1.0
@@ -174,7 +183,7 @@ class PPOTrainer:
             return None
         saved = state_dir(self.run_dir, self.it) / REWARD_MODEL_FILE if resume_dir is not None else None
         model, self.reward_model_path = build_reward_model(
-            self.cfg, self.spec, self.policy, self.evaluator.envs, self.demos_path, self.run_dir, self.seed,
+            self.cfg, self.spec, self.base, self.evaluator.envs, self.demos_path, self.run_dir, self.seed,
             saved if saved is not None and saved.is_file() else None)
         ddp.broadcast_module(model, self.dist)  # rank 0's reward model shapes every rank's rewards
         return PotentialShaper(model.to(self.device), self.cfg.gamma, self.device)
@@ -184,6 +193,7 @@ class PPOTrainer:
         return {"iteration": self.it, "env_steps": self.env_steps, "elapsed_s": self.elapsed_s,
                 "best_success": self.best_success, "min_success": self.min_success,
                 "initial_eval": self.initial_eval, "seed": self.seed, "algo": "ppo", "from_scratch": self.from_scratch,
+                "finetune": self.cfg.finetune,
                 "torch_rng": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
 
     def _restore(self, ckpt_dir: Path) -> None:
@@ -204,8 +214,13 @@ class PPOTrainer:
             return self._saved[1]
         bc = self.ppo.bc_policy
         save_ppo_state(self.run_dir, self.it, self.ppo.modules(), self.ppo.optimizers(), bc, self.reward_model_path)
-        path = ckpt.save_checkpoint(self.ckpt_root, self.it, self.policy, self.ppo.actor_optimizer,
-                                    self.config_yaml, self._trainer_state(), keep_last=self.cfg.keep_last)
+        residual = self.policy if isinstance(self.policy, ResidualPolicy) else None
+        # residual: the policy file is the (unchanged) base, so `eval` / `export` read it; the head goes beside it
+        path = ckpt.save_checkpoint(self.ckpt_root, self.it, self.base,
+                                    self.ppo.actor_optimizer, self.config_yaml, self._trainer_state(),
+                                    keep_last=self.cfg.keep_last)
+        if residual is not None:
+            save_residual(path, residual)
         prune_ppo_state(self.run_dir)
         self._saved = (self.it, path)
         return path
@@ -234,6 +249,9 @@ class PPOTrainer:
 
     def iteration(self) -> dict[str, float]:
         """Collect one batch, update, log; returns the logged metrics."""
+        if isinstance(self.policy, ResidualPolicy):  # the residual's bound, annealed in
+            r = self.cfg.residual
+            self.policy.set_scale(linear_schedule(r.scale_init, r.scale, r.scale_anneal_iters, self.it))
         t0 = time.perf_counter()
         metrics = self.collector.collect(self.storage)
         t1 = time.perf_counter()
@@ -246,6 +264,8 @@ class PPOTrainer:
         # rollout statistics are rank 0's; losses are on each rank's minibatches, gradients the ranks' mean
         metrics.update(env_steps=self.env_steps, wall_s=self.elapsed_s, rollout_s=t1 - t0, update_s=t2 - t1,
                        fps=self.cfg.batch_size * self.dist.world_size / max(t2 - t0, 1e-9))
+        if isinstance(self.policy, ResidualPolicy):
+            metrics["residual_scale"] = float(self.policy.scale)
         self._log_add("train", metrics)
         return metrics
 
@@ -281,8 +301,9 @@ class PPOTrainer:
             bar.close()
             self.close()
         best = {"success_rate": self.best_success}
+        start = self.initial_eval.get("success_rate", float("nan"))
         return PPOResult(self.policy, self.run_dir, final or self.ckpt_root, self.it, self.env_steps, self.elapsed_s,
-                         self.initial_eval, self.last_eval, best, self.min_success)
+                         self.initial_eval, self.last_eval, best, self.min_success, self.min_success - start)
 
     def close(self) -> None:
         """Close the worker processes and the logs (idempotent)."""
