@@ -18,6 +18,8 @@ def _register() -> None:
         if gym_id in gym.registry:
             continue
         module = "robo_hybrid.envs.fetch:FetchAdapter" if name.startswith("fetch") else "robo_hybrid.envs.arm:ArmEnv"
+        if name.startswith("fr3"):
+            module = "robo_hybrid.envs.fr3:FR3Env"  # the FR3 model is loaded from franky-sim at construction
         gym.register(gym_id, entry_point=module, kwargs={"task": name}, disable_env_checker=True)
 
 
@@ -35,6 +37,10 @@ def make_env(task: str, cfg: EnvConfig | None = None, render_mode: str | None = 
         from .fetch import FetchAdapter  # noqa: PLC0415
 
         return FetchAdapter(name, cfg=cfg, render_mode=render_mode)
+    if name.startswith("fr3"):
+        from .fr3 import FR3Env  # noqa: PLC0415
+
+        return FR3Env(name, cfg=cfg, render_mode=render_mode)
     from .arm import ArmEnv  # noqa: PLC0415
 
     return ArmEnv(name, cfg=cfg, render_mode=render_mode)
@@ -42,6 +48,10 @@ def make_env(task: str, cfg: EnvConfig | None = None, render_mode: str | None = 
 
 def make_expert(env: gym.Env):
     """The scripted expert for an env built by make_env."""
+    if getattr(env.unwrapped, "io_spec", None) is not None and env.unwrapped.io_spec.extras.get("robot") == "fr3":
+        from .experts_fr3 import make_fr3_expert  # noqa: PLC0415
+
+        return make_fr3_expert(env)
     from .experts import make_expert as _make  # noqa: PLC0415
 
     return _make(env)

@@ -17,6 +17,8 @@ TASK_IDS: dict[str, str] = {
     "fetch_reach": "robo_hybrid/FetchReach-v0",
     "fetch_push": "robo_hybrid/FetchPush-v0",
     "fetch_pickplace": "robo_hybrid/FetchPickAndPlace-v0",
+    "fr3_reach": "robo_hybrid/FR3Reach-v0",
+    "fr3_pickplace": "robo_hybrid/FR3PickPlace-v0",
 }
 
 

@@ -1,0 +1,329 @@
+"""FR3 tasks on the Menagerie FR3 model (from franky-sim): the action means what franky's Cartesian motions do.
+
+Action (shared layout, `common.ACTION_MEANING`): xyz in [-1, 1] times `MAX_EE_DELTA_M` added to the measured tool
+centre point is a Cartesian pose target (tool pointing down), sent once per control period; like franky's
+`CartesianMotion` on the real arm, the target is reached by a trajectory under the Cartesian velocity and
+acceleration limits scaled by the dynamics factor, and a new target takes over from the current motion state.
+Gripper: > 0 opens (franky `Gripper.move` to the full width), <= 0 grasps (franky `Gripper.grasp`), at the Franka
+Hand's speed and the grasp force below; the fingers follow franky-sim's hand controller.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from robo_hybrid.constants import TASK_IDS  # noqa: E402
+from robo_hybrid.spec import assemble_proprio  # noqa: E402
+
+from . import rewards  # noqa: E402
+from .common import PRIVILEGED_DIM, EnvConfig, build_io_spec, image_keys, spaces_from_spec  # noqa: E402
+from .fr3_scene import CUBE_HALF_M, FINGER_JOINTS, FR3_JOINTS, HOME_Q_RAD, build_scene_xml  # noqa: E402
+from .randomize import Randomizer  # noqa: E402
+
+MAX_EE_DELTA_M = 0.02  # per control step at |action| = 1
+WORKSPACE_LOW_M = (0.3, -0.3, 0.015)
+WORKSPACE_HIGH_M = (0.75, 0.3, 0.55)
+# libfranka's Cartesian translation limits for FR3/Panda (m/s, m/s^2); franky scales them by its dynamics factor.
+FR3_MAX_TRANSLATION_VEL_M_S = 3.0
+FR3_MAX_TRANSLATION_ACC_M_S2 = 9.0
+DEFAULT_DYNAMICS_FACTOR = 0.15
+GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand
+GRIPPER_SPEED_M_S = 0.05  # franky-sim's hand velocity limit per finger (FRANKA_HAND_VELOCITY_LIMIT)
+GRASP_FORCE_N = 40.0
+# franky-sim's hand controller (mujoco_simulator.FrankaMujocoRobot._pre_step): per-finger PD on the half width
+_HAND_KP, _HAND_KV, _HAND_OPEN_FORCE_N = 1000.0, 50.0, 70.0
+IK_DAMPING = 0.02
+NULLSPACE_GAIN = 0.5  # pull toward the home posture inside the 7-DoF arm's null space (keeps the elbow up)
+
+
+@dataclass(frozen=True)
+class FR3TaskDef:
+    """One FR3 task: horizon, sampling ranges, success threshold."""
+
+    name: str
+    kind: str  # reward kind in envs/rewards.py
+    episode_steps: int
+    has_object: bool
+    success_threshold_m: float
+    object_xy_low: tuple[float, float] = (0.42, -0.15)
+    object_xy_high: tuple[float, float] = (0.62, 0.15)
+    goal_low: tuple[float, float, float] = (0.4, -0.2, 0.05)
+    goal_high: tuple[float, float, float] = (0.65, 0.2, 0.35)
+    min_goal_dist_m: float = 0.0
+
+    @property
+    def gym_id(self) -> str:
+        """The gymnasium id (robo_hybrid.constants.TASK_IDS)."""
+        return TASK_IDS[self.name]
+
+
+FR3_TASKS: dict[str, FR3TaskDef] = {
+    "fr3_reach": FR3TaskDef("fr3_reach", "reach", 100, False, 0.03),
+    "fr3_pickplace": FR3TaskDef("fr3_pickplace", "pickplace", 250, True, 0.05,
+                                goal_low=(0.42, -0.18, CUBE_HALF_M), goal_high=(0.62, 0.18, 0.2),
+                                min_goal_dist_m=0.1),  # fmt: skip
+}
+
+
+class CartesianTrajectory:
+    """Straight-line pose-target follower under velocity and acceleration limits; a new target keeps the motion state.
+
+    Each tick it accelerates toward the target at up to `acc` and brakes so it stops on it (v <= sqrt(2 a d)).
+    franky uses Ruckig (jerk-limited as well); at FR3's jerk limit (4500 m/s^3) the difference is milliseconds.
+    """
+
+    def __init__(self, vel_m_s: float, acc_m_s2: float) -> None:
+        self.vel, self.acc = float(vel_m_s), float(acc_m_s2)
+        self.pos, self.v = np.zeros(3), np.zeros(3)
+
+    def reset(self, pos_m: np.ndarray) -> None:
+        """At rest at `pos_m`."""
+        self.pos, self.v = np.asarray(pos_m, np.float64).copy(), np.zeros(3)
+
+    def step(self, target_m: np.ndarray, dt_s: float) -> np.ndarray:
+        """Advance one tick toward target; returns the commanded position."""
+        err = target_m - self.pos
+        dist = float(np.linalg.norm(err))
+        v_des = np.zeros(3) if dist < 1e-9 else err / dist * min(self.vel, np.sqrt(2.0 * self.acc * dist))
+        if dist <= self.acc * dt_s * dt_s and float(np.linalg.norm(self.v)) <= self.acc * dt_s:
+            self.pos, self.v = np.asarray(target_m, np.float64).copy(), np.zeros(3)  # arrived: stop on the target
+            return self.pos
+        dv = v_des - self.v
+        n = float(np.linalg.norm(dv))
+        if n > self.acc * dt_s:
+            dv *= self.acc * dt_s / n
+        self.v = self.v + dv
+        self.pos = self.pos + self.v * dt_s
+        return self.pos
+
+
+class FR3Env(gym.Env):
+    """One FR3 task. Observation: image(s), proprio (7 joints, tcp, opening), goal (policy); privileged (critic)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+
+    def __init__(self, task: str = "fr3_pickplace", cfg: EnvConfig | None = None, render_mode: str | None = None,
+                 dynamics_factor: float = DEFAULT_DYNAMICS_FACTOR, **cfg_kw):  # fmt: skip
+        if task not in FR3_TASKS:
+            raise ValueError(f"unknown FR3 task '{task}'; choose one of {sorted(FR3_TASKS)}")
+        if not 0.0 < dynamics_factor <= 1.0:
+            raise ValueError(f"dynamics_factor={dynamics_factor}: franky accepts (0, 1]")
+        self.task = FR3_TASKS[task]
+        self.cfg = cfg if cfg is not None else EnvConfig(**cfg_kw)
+        if self.cfg.camera not in ("front", "wrist"):
+            raise ValueError(f"camera={self.cfg.camera!r}: the FR3 scene has cameras 'front' and 'wrist'")
+        self.render_mode = render_mode
+        self.model = mujoco.MjModel.from_xml_string(build_scene_xml(self.task.has_object))
+        self.data = mujoco.MjData(self.model)
+        self.dt_s = float(self.model.opt.timestep)
+        self.n_substeps = max(1, round(1.0 / (self.cfg.control_rate_hz * self.dt_s)))
+        self.episode_steps = self.cfg.episode_steps or self.task.episode_steps
+        self.dynamics_factor = float(dynamics_factor)
+        self._ids()
+        self.io_spec = build_io_spec(
+            self.task.gym_id, self.cfg, FR3_JOINTS, MAX_EE_DELTA_M, WORKSPACE_LOW_M, WORKSPACE_HIGH_M,
+            self.episode_steps, extras={"robot": "fr3", "physics_dt_s": self.dt_s, "n_substeps": self.n_substeps,
+                                        "gripper_open_m": GRIPPER_MAX_WIDTH_M, "dynamics_factor": self.dynamics_factor,
+                                        "action_target": "measured_tcp_plus_delta", "gripper": "binary_at_0"},
+        )  # fmt: skip
+        self.observation_space, self.action_space = spaces_from_spec(self.io_spec)
+        self.randomizer = Randomizer(self.model, self.cfg.randomization)
+        self.traj = CartesianTrajectory(FR3_MAX_TRANSLATION_VEL_M_S * dynamics_factor,
+                                        FR3_MAX_TRANSLATION_ACC_M_S2 * dynamics_factor)  # fmt: skip
+        self._renderer: mujoco.Renderer | None = None
+        self._action_queue: deque[np.ndarray] = deque()
+        self._latency = 0
+        self._t = 0
+        self._grip_width_goal, self._grip_force = GRIPPER_MAX_WIDTH_M, _HAND_OPEN_FORCE_N
+        self.goal = np.zeros(3)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[self._arm_qadr] = HOME_Q_RAD
+        mujoco.mj_forward(self.model, self.data)
+        self._tool_rot = self.data.site_xmat[self._tcp].reshape(3, 3).copy()  # tool down at home, kept throughout
+
+    def _ids(self) -> None:
+        m = self.model
+        jid = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in FR3_JOINTS]
+        self._arm_qadr = np.array([m.jnt_qposadr[j] for j in jid])
+        self._arm_dadr = np.array([m.jnt_dofadr[j] for j in jid])
+        self._arm_range = m.jnt_range[jid].copy()
+        fid = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in FINGER_JOINTS]
+        self._finger_qadr = np.array([m.jnt_qposadr[j] for j in fid])
+        self._finger_dadr = np.array([m.jnt_dofadr[j] for j in fid])
+        hand = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, "hand")
+        m.actuator_gainprm[hand, :] = 0.0  # the fingers are driven like franky-sim's hand (qfrc_applied PD)
+        m.actuator_biasprm[hand, :] = 0.0
+        self._tcp = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
+        self._goal_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "goal")
+        if self.task.has_object:
+            oj = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "object")
+            self._obj_qadr, self._obj_dadr = int(m.jnt_qposadr[oj]), int(m.jnt_dofadr[oj])
+            self.object_half_size_m = CUBE_HALF_M
+        self._jacp, self._jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+
+    # ----- kinematics and low-level control -----
+    @property
+    def tcp_pos(self) -> np.ndarray:
+        """Tool centre point (franky's end-effector frame), world = robot base frame, metres."""
+        return self.data.site_xpos[self._tcp].copy()
+
+    @property
+    def gripper_opening_m(self) -> float:
+        """Finger opening (franky's Gripper.width), metres."""
+        return float(self.data.qpos[self._finger_qadr].sum())
+
+    def _ik(self, target_pos: np.ndarray) -> np.ndarray:
+        """Damped-least-squares joint target moving the tcp to target_pos, tool down; home posture in the null space."""
+        m, d = self.model, self.data
+        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
+        jac = np.vstack([self._jacp[:, self._arm_dadr], self._jacr[:, self._arm_dadr]])  # (6, 7)
+        r_err = self._tool_rot @ d.site_xmat[self._tcp].reshape(3, 3).T
+        quat, rot = np.empty(4), np.empty(3)
+        mujoco.mju_mat2Quat(quat, r_err.ravel())
+        mujoco.mju_quat2Vel(rot, quat, 1.0)
+        err = np.concatenate([target_pos - d.site_xpos[self._tcp], rot])
+        jjt = jac @ jac.T + IK_DAMPING**2 * np.eye(6)
+        dq = jac.T @ np.linalg.solve(jjt, err)
+        q = d.qpos[self._arm_qadr]
+        null = np.eye(7) - jac.T @ np.linalg.solve(jjt, jac)  # (7, 7) null-space projector
+        dq += null @ (NULLSPACE_GAIN * (np.asarray(HOME_Q_RAD) - q))
+        return np.clip(q + dq, self._arm_range[:, 0], self._arm_range[:, 1])
+
+    def _hand_forces(self) -> None:
+        """franky-sim's hand: PD of each finger toward half the goal width, speed- and force-limited."""
+        d = self.data
+        q, dq = d.qpos[self._finger_qadr], d.qvel[self._finger_dadr]
+        tau = _HAND_KP * (self._grip_width_goal / 2 - q) - _HAND_KV * dq
+        fast = (np.abs(dq) > GRIPPER_SPEED_M_S) & (np.sign(dq) == np.sign(tau))
+        tau = np.where(fast, -_HAND_KV * dq, tau)
+        d.qfrc_applied[self._finger_dadr] = np.clip(tau, -self._grip_force, self._grip_force)
+
+    # ----- gym API -----
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Home pose (franky-sim's start pose), new cube and goal (deterministic given `seed`); returns (obs, info)."""
+        super().reset(seed=seed)
+        m, d, rng = self.model, self.data, self.np_random
+        mujoco.mj_resetData(m, d)
+        self.randomizer.apply(rng)
+        d.qpos[self._arm_qadr] = np.asarray(HOME_Q_RAD) + rng.uniform(-0.02, 0.02, 7)
+        d.qpos[self._finger_qadr] = GRIPPER_MAX_WIDTH_M / 2
+        d.ctrl[:7] = d.qpos[self._arm_qadr]
+        obj_xy = None
+        if self.task.has_object:
+            obj_xy = rng.uniform(self.task.object_xy_low, self.task.object_xy_high)
+            d.qpos[self._obj_qadr : self._obj_qadr + 3] = [*obj_xy, CUBE_HALF_M + 0.001]
+            d.qpos[self._obj_qadr + 3 : self._obj_qadr + 7] = [1, 0, 0, 0]
+        self.goal = self._sample_goal(rng, obj_xy)
+        m.site_pos[self._goal_site] = self.goal
+        mujoco.mj_forward(m, d)
+        self.traj.reset(self.tcp_pos)
+        self._grip_width_goal, self._grip_force = GRIPPER_MAX_WIDTH_M, _HAND_OPEN_FORCE_N
+        self._latency = self.randomizer.sample_latency(rng)
+        self._action_queue = deque(np.array([0, 0, 0, 1], np.float32) for _ in range(self._latency))
+        self._t = 0
+        return self._obs(), {"is_success": False}
+
+    def _sample_goal(self, rng: np.random.Generator, obj_xy: np.ndarray | None) -> np.ndarray:
+        goal = rng.uniform(self.task.goal_low, self.task.goal_high)
+        for _ in range(100):
+            if obj_xy is None or np.linalg.norm(goal[:2] - obj_xy) >= self.task.min_goal_dist_m:
+                break
+            goal = rng.uniform(self.task.goal_low, self.task.goal_high)
+        if self.task.has_object and rng.uniform() < 0.5:
+            goal[2] = CUBE_HALF_M  # half the goals on the table, half in the air
+        return goal
+
+    def step(self, action):
+        """One control period: pose target from the measured tcp, trajectory + IK each physics tick, gripper."""
+        action = np.clip(np.asarray(action, dtype=np.float32).reshape(4), -1.0, 1.0)
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"non-finite action {action}")
+        if self._latency:
+            self._action_queue.append(action)
+            action = self._action_queue.popleft()
+        target = np.clip(self.tcp_pos + action[:3] * MAX_EE_DELTA_M, WORKSPACE_LOW_M, WORKSPACE_HIGH_M)
+        if float(action[3]) > 0:  # franky Gripper.move(max width) / Gripper.grasp(0, force)
+            self._grip_width_goal, self._grip_force = GRIPPER_MAX_WIDTH_M, _HAND_OPEN_FORCE_N
+        else:
+            self._grip_width_goal, self._grip_force = 0.0, GRASP_FORCE_N
+        m, d = self.model, self.data
+        for _ in range(self.n_substeps):
+            cmd = self.traj.step(target, self.dt_s)
+            d.ctrl[:7] = self._ik(cmd)
+            # gravity + Coriolis compensation, as the arm's own controller (and franky-sim's) does
+            d.qfrc_applied[self._arm_dadr] = d.qfrc_bias[self._arm_dadr]
+            self._hand_forces()
+            mujoco.mj_step(m, d)
+        self._t += 1
+        success = self._is_success()
+        reward, weighted, terms = rewards.step_reward(
+            self.task.kind, self.cfg.reward, self.cfg.reward_weights, success, self.tcp_pos, self.goal,
+            self._object_pos(), rest_z_m=CUBE_HALF_M,
+        )
+        terminated = bool(success and self.cfg.terminate_on_success)
+        truncated = self._t >= self.episode_steps
+        info = {"is_success": bool(success), "reward_terms": weighted, "reward_metrics": terms}
+        return self._obs(), reward, terminated, truncated, info
+
+    # ----- observations -----
+    def _object_pos(self) -> np.ndarray | None:
+        if not self.task.has_object:
+            return None
+        return self.data.qpos[self._obj_qadr : self._obj_qadr + 3].copy()
+
+    def _is_success(self) -> bool:
+        obj = self._object_pos()
+        pos = self.tcp_pos if obj is None else obj
+        return bool(np.linalg.norm(pos - self.goal) < self.task.success_threshold_m)
+
+    def privileged_state(self) -> np.ndarray:
+        """Cube pose and velocity (simulator only): pos 3, quat wxyz 4, linvel 3, angvel 3."""
+        if not self.task.has_object:
+            return np.zeros(PRIVILEGED_DIM, np.float32)
+        q = self.data.qpos[self._obj_qadr : self._obj_qadr + 7]
+        v = self.data.qvel[self._obj_dadr : self._obj_dadr + 6]
+        return np.concatenate([q, v]).astype(np.float32)
+
+    def get_state(self) -> np.ndarray:
+        """Flat simulator state (time, qpos, qvel) for the demo files' `states`."""
+        return np.concatenate([[self.data.time], self.data.qpos, self.data.qvel]).astype(np.float64)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        d = self.data
+        obs = {
+            "proprio": assemble_proprio(d.qpos[self._arm_qadr], d.qvel[self._arm_dadr], self.tcp_pos,
+                                        self.gripper_opening_m),  # fmt: skip
+            "goal": self.goal.astype(np.float32),
+            "privileged": self.privileged_state(),
+        }
+        cams = {"image": self.cfg.camera, "image_wrist": "wrist"}
+        for key in image_keys(self.cfg):
+            obs[key] = self._camera_image(cams[key])
+        return obs
+
+    def _camera_image(self, camera: str) -> np.ndarray:
+        n = self.cfg.image_size
+        if not self.cfg.render:
+            return np.zeros((n, n, 3), np.uint8)
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, n, n)
+        self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render().copy()
+
+    def render(self):
+        """The policy camera image (rgb_array)."""
+        return self._camera_image(self.cfg.camera)
+
+    def close(self) -> None:
+        """Free the renderer (its GL context)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -1,0 +1,112 @@
+"""envs/fr3.py: the FR3 tasks' gymnasium contract, I/O spec, privileged isolation, pose-target motion, expert."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+pytest.importorskip("franky_sim", reason="the FR3 tasks load the FR3 model from franky-sim ([dev] installs it)")
+
+from robo_hybrid.envs import TASK_IDS, make_env, make_expert  # noqa: E402
+from robo_hybrid.envs.experts_fr3 import run_expert_episode  # noqa: E402
+from robo_hybrid.envs.fr3 import MAX_EE_DELTA_M, CartesianTrajectory  # noqa: E402
+from robo_hybrid.envs.fr3_scene import FR3_JOINTS, build_scene_xml  # noqa: E402
+from robo_hybrid.spec import IOSpec  # noqa: E402
+
+FR3 = ["fr3_reach", "fr3_pickplace"]
+
+
+def test_model_comes_from_the_installed_franky_sim_package():
+    xml = build_scene_xml()
+    assert "franky_sim" in xml and "meshes" in xml  # meshdir points into the installed package, nothing copied
+
+
+@pytest.mark.parametrize("task", FR3)
+def test_check_env_and_spec(task):
+    env = gym.make(TASK_IDS[task], image_size=32, wrist_camera=True).unwrapped
+    try:
+        check_env(env, skip_render_check=True)
+        obs, info = env.reset(seed=3)
+        spec = env.io_spec
+        spec.check_obs(obs)
+        assert set(obs) == set(spec.policy_keys) | set(spec.privileged_keys)
+        assert spec.joint_names == FR3_JOINTS and obs["proprio"].shape == (7 + 7 + 3 + 1,)
+        for key in ("image", "image_wrist"):
+            assert obs[key].shape == (32, 32, 3) and obs[key].std() > 0, f"{key} is blank"
+        assert spec.extras["robot"] == "fr3" and spec.action_meaning[:3] == ("ee_delta_x", "ee_delta_y", "ee_delta_z")
+        for _ in range(5):
+            obs, _, _, _, info = env.step(env.action_space.sample())
+            assert all(np.isfinite(v).all() for v in obs.values())
+        assert IOSpec.from_json(spec.to_json()) == spec
+    finally:
+        env.close()
+
+
+def test_policy_inputs_carry_no_privileged_state():
+    """Moving the cube changes `privileged` but no non-image policy input."""
+    env = make_env("fr3_pickplace", render=False)
+    e = env.unwrapped
+    obs, _ = env.reset(seed=0)
+    assert "privileged" not in e.io_spec.policy_keys
+    import mujoco
+
+    e.data.qpos[e._obj_qadr : e._obj_qadr + 2] += 0.05
+    mujoco.mj_forward(e.model, e.data)
+    obs2 = e._obs()
+    assert not np.allclose(obs["privileged"], obs2["privileged"])
+    for k in ("proprio", "goal"):
+        np.testing.assert_array_equal(obs[k], obs2[k])
+
+
+def test_trajectory_respects_velocity_and_acceleration_limits_and_stops_on_target():
+    traj = CartesianTrajectory(vel_m_s=0.45, acc_m_s2=1.35)
+    traj.reset(np.zeros(3))
+    target, dt = np.array([0.3, -0.1, 0.05]), 0.001
+    v_prev, speeds, accs = np.zeros(3), [], []
+    for _ in range(3000):
+        traj.step(target, dt)
+        speeds.append(np.linalg.norm(traj.v))
+        accs.append(np.linalg.norm(traj.v - v_prev) / dt)
+        v_prev = traj.v.copy()
+    assert max(speeds) <= 0.45 + 1e-9 and max(speeds) > 0.4  # reaches the velocity limit, never exceeds it
+    assert max(accs) <= 1.35 + 1e-6
+    np.testing.assert_allclose(traj.pos, target, atol=1e-9)
+    assert np.linalg.norm(traj.v) == 0.0
+
+
+def test_a_new_target_keeps_the_motion_state():
+    """Like franky's asynchronous motions: a new target takes over from the current velocity (no jump to zero)."""
+    traj = CartesianTrajectory(vel_m_s=0.45, acc_m_s2=1.35)
+    traj.reset(np.zeros(3))
+    for _ in range(100):
+        traj.step(np.array([0.5, 0, 0]), 0.001)
+    v = traj.v.copy()
+    traj.step(np.array([0.5, 0.2, 0]), 0.001)
+    assert np.linalg.norm(traj.v - v) <= 1.35 * 0.001 + 1e-9
+
+
+def test_action_moves_the_tool_toward_the_pose_target():
+    env = make_env("fr3_reach", render=False)
+    e = env.unwrapped
+    env.reset(seed=1)
+    start = e.tcp_pos
+    for _ in range(10):
+        env.step(np.array([0.0, 1.0, 0.0, 1.0], np.float32))
+    moved = e.tcp_pos - start
+    assert moved[1] > 5 * MAX_EE_DELTA_M * 0.3  # mostly along +y ...
+    assert abs(moved[0]) < 0.01 and abs(moved[2]) < 0.01  # ... and not elsewhere (tool down, straight line)
+    rot = e.data.site_xmat[e._tcp].reshape(3, 3)
+    np.testing.assert_allclose(rot, e._tool_rot, atol=0.02)  # the tool stays pointing down
+
+
+@pytest.mark.parametrize("task", FR3)
+def test_expert_solves_the_task(task):
+    env = make_env(task, render=False)
+    try:
+        assert type(make_expert(env)).__name__.startswith("FR3")
+        results = [run_expert_episode(env.unwrapped, seed) for seed in range(8)]
+    finally:
+        env.close()
+    assert sum(ok for ok, _ in results) >= 7, results
