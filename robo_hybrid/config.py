@@ -176,12 +176,43 @@ class LearnBenchConfig:
 
 
 @dataclass
+class RLBenchConfig:
+    """`robo-hybrid bench rl`: env-alone vs end-to-end PPO env steps/s (today's full fine-tuning, the default)."""
+
+    tasks: list[str] = field(default_factory=lambda: ["push", "pickplace"])
+    """Tasks, each with its task config's cameras (push: front; pickplace: front + wrist)."""
+    checkpoints: list[str] = field(default_factory=list)
+    """BC checkpoints per task (same order; empty or '' = an untrained policy of policy.*: the speed is the same)."""
+    iterations: int = 2
+    """Timed PPO iterations per mode (after the warm-up ones)."""
+    warmup_iterations: int = 1
+    """Untimed iterations first (worker start-up, allocator, first GL frames)."""
+    env_repeats: int = 3
+    """Env-alone measurements (one rollout of algo num_steps each); the median is reported."""
+    json: str = ""
+    """JSON output (empty: none)."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """The default PPO settings measured (bench.rl.ppo.num_envs=4 ...); today's full mode is these plus
+    finetune=full, bc_reg=kl, critic.use_images=true."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ppo, dict):
+            self.ppo = PPOConfig(**{str(k): v for k, v in self.ppo.items()})
+        if not self.tasks or self.iterations < 1 or self.warmup_iterations < 0 or self.env_repeats < 1:
+            raise ValueError("bench.rl.tasks must be non-empty, iterations and env_repeats >= 1, warmup >= 0")
+        if self.checkpoints and len(self.checkpoints) != len(self.tasks):
+            raise ValueError("bench.rl.checkpoints: one entry per bench.rl.tasks entry ('' = untrained)")
+
+
+@dataclass
 class BenchConfig:
-    """Benchmarks that print figures (`robo-hybrid bench envs|latency|learn`)."""
+    """Benchmarks that print figures (`robo-hybrid bench envs|latency|learn|rl`)."""
 
     envs: EnvsBenchConfig = field(default_factory=EnvsBenchConfig)
     latency: LatencyBenchConfig = field(default_factory=LatencyBenchConfig)
     learn: LearnBenchConfig = field(default_factory=LearnBenchConfig)
+    rl: RLBenchConfig = field(default_factory=RLBenchConfig)
+    """`robo-hybrid bench rl`: RL throughput against the env alone."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHES = ("envs", "latency", "learn", "loop")
+BENCHES = ("envs", "latency", "learn", "loop", "rl")
 
 
 def main(args: list[str]) -> int:
@@ -36,6 +36,11 @@ def main(args: list[str]) -> int:
             raise ConfigError("model=<policy.onnx> is required (make one with `robo-hybrid export checkpoint=...`)")
         run_latency(cfg.model, checkpoint=cfg.checkpoint, iters=b.iters, cycles=b.cycles, rate_hz=b.rate_hz,
                     cpu=b.cpu, sb3=b.sb3, sb3_algo=b.sb3_algo, sb3_model=b.sb3_model, json_path=b.json)
+        return 0
+    if what == "rl":
+        from robo_hybrid.bench.rl import bench_rl  # noqa: PLC0415
+
+        bench_rl(cfg)
         return 0
     from robo_hybrid.bench.learn import bench_learn  # noqa: PLC0415
 
