@@ -15,7 +15,8 @@ TINY_RL = ["policy=tiny", "task=push", "task.env.image_size=32", "task.env.episo
            "bench.rl.iterations=1", "bench.rl.warmup_iterations=0", "bench.rl.env_repeats=1",
            "bench.rl.ppo.num_envs=2", "bench.rl.ppo.num_steps=4", "bench.rl.ppo.num_minibatches=1",
            "bench.rl.ppo.num_epochs=1", "bench.rl.ppo.vector_env=sync", "bench.rl.ppo.critic.d_model=32",
-           "bench.rl.ppo.critic.n_heads=2", "bench.rl.ppo.critic.n_layers=1", "bench.rl.ppo.critic.conv_channels=[8,16]"]
+           "bench.rl.ppo.critic.n_heads=2", "bench.rl.ppo.critic.n_layers=1",
+           "bench.rl.ppo.critic.conv_channels=[8,16]"]
 
 
 def test_bench_rl_measures_env_full_and_default_side_by_side(tmp_path, capsys):
@@ -24,7 +25,8 @@ def test_bench_rl_measures_env_full_and_default_side_by_side(tmp_path, capsys):
     assert [r["task"] for r in rows] == ["push"]
     r = rows[0]
     assert r["full_finetune"] == "full" and r["full_critic_images"] is True and r["full_bc_reg"] == "kl"
-    assert r["default_finetune"] == PPOConfig().finetune and r["default_critic_images"] is PPOConfig().critic.use_images
+    default = PPOConfig()
+    assert r["default_finetune"] == default.finetune and r["default_critic_images"] is default.critic.use_images
     for m in ("full", "default"):
         assert r[f"{m}_e2e_sps"] > 0 and np.isclose(r[f"{m}_ratio"], r[f"{m}_e2e_sps"] / r["env_alone_sps"])
     assert json.loads(out.read_text())[0]["task"] == "push"
