@@ -14,7 +14,7 @@ from pathlib import Path
 import torch  # noqa: F401  (before any GL context of a sync vector env)
 
 from robo_hybrid.config import Config, load_config
-from robo_hybrid.rl.ablation import VARIANTS, AblationRow, write_outputs
+from robo_hybrid.rl.ablation import VARIANTS, AblationRow, done_rows, write_outputs
 
 from .common import held_out_evaluator
 from .train import train_ppo
@@ -35,7 +35,9 @@ def run_variant(name: str, base: list[str], out_dir: Path) -> AblationRow:
 
     desc, extra = VARIANTS[name]
     run_dir = out_dir / name
-    cfg = load_config(["algo=ppo", *base, *extra, f"run_dir={run_dir}"])
+    # a variant killed mid-run continues from its last checkpoint (and the rest of its time budget)
+    resume = ["resume=true"] if ckpt.find_checkpoint(run_dir / "checkpoints") is not None else []
+    cfg = load_config(["algo=ppo", *base, *extra, f"run_dir={run_dir}", *resume])
     row = AblationRow(name, desc, run_dir=str(run_dir))
     if name == "bc_only":
         if not cfg.checkpoint:
@@ -60,10 +62,17 @@ def main(args: list[str]) -> int:
     cfg = load_config(["algo=ppo", *base])  # validates every override (and ablation.*) once, up front
     out = Path(cfg.ablation.out)
     out.mkdir(parents=True, exist_ok=True)
+    done = done_rows(out)  # rows of an interrupted earlier run are kept, not rerun
     rows: list[AblationRow] = []
     for name in cfg.ablation.variants:
+        if name in done:
+            log.info("ablation: %s already in %s, skipped", name, out / "ablation.json")
+            rows.append(done[name])
+            continue
         log.info("ablation: %s", name)
         rows.append(run_variant(name, base, out))
-        write_outputs(rows, out, cfg.ablation.episodes, base, cfg.eval.seed_base)
+        # every finished row is written at once, with the earlier ones (a later kill loses only the running row)
+        write_outputs(rows + [r for k, r in done.items() if k not in cfg.ablation.variants], out,
+                      cfg.ablation.episodes, base, cfg.eval.seed_base)
     print((out / "ablation.md").read_text())
     return 0

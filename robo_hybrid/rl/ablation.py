@@ -18,18 +18,27 @@ from robo_hybrid.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# variant -> (description, extra Hydra overrides); 'bc_only' trains nothing
+# variant -> (description, extra Hydra overrides); 'bc_only' trains nothing. The default PPO configuration is
+# residual fine-tuning (frozen BC base + bounded residual), sparse reward, no KL, critic on state (no images).
+FULL = ["algo.finetune=full", "algo.bc_reg=kl", "algo.critic.use_images=true"]  # fine-tuning as it was before
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bc_only": ("BC only (no RL)", []),
     "scratch": ("PPO from scratch", ["checkpoint=", "algo.bc_reg=none", "algo.critic_warmup_iters=0"]),
-    "bc_ppo": ("BC + PPO (sparse, KL reg, critic warm-up)", []),
-    "dense": ("BC + PPO, dense reward terms", ["algo.reward=dense"]),
-    "learned": ("BC + PPO, learned shaping", ["algo.reward=learned"]),
-    "no_kl": ("BC + PPO without KL regularizer", ["algo.bc_reg=none"]),
-    "no_warmup": ("BC + PPO without critic warm-up", ["algo.critic_warmup_iters=0"]),
-    "no_kl_no_warmup": ("BC + PPO without KL reg and warm-up", ["algo.bc_reg=none", "algo.critic_warmup_iters=0"]),
-    "bc_nll": ("BC + PPO, BC-NLL regularizer on demos", ["algo.bc_reg=bc_nll"]),
-    "rnd": ("BC + PPO + RND bonus", ["algo.rnd.coef=0.1"]),
+    "residual": ("BC + residual PPO (default: frozen base, state critic)", []),
+    "full": ("BC + full PPO (KL reg, image critic)", FULL),
+    "bc_ppo": ("BC + full PPO (KL reg, image critic)", FULL),  # the earlier name of 'full'
+    "partial": ("BC + partial PPO (last block + heads, KL reg)", ["algo.finetune=partial", "algo.bc_reg=kl"]),
+    "image_critic": ("BC + residual PPO, critic on images too", ["algo.critic.use_images=true"]),
+    "mlp_critic": ("BC + residual PPO, MLP critic", ["algo.critic.arch=mlp"]),
+    "dense": ("BC + residual PPO, dense reward terms", ["algo.reward=dense"]),
+    "learned": ("BC + residual PPO, learned shaping", ["algo.reward=learned"]),
+    "kl": ("BC + residual PPO + KL to BC", ["algo.bc_reg=kl"]),
+    "rnd": ("BC + residual PPO + RND bonus", ["algo.rnd.coef=0.1"]),
+    "no_kl": ("BC + full PPO without KL regularizer", [*FULL[:1], "algo.critic.use_images=true"]),
+    "no_warmup": ("BC + residual PPO without critic warm-up", ["algo.critic_warmup_iters=0"]),
+    "no_kl_no_warmup": ("BC + full PPO without KL reg and warm-up",
+                        [*FULL[:1], "algo.critic.use_images=true", "algo.critic_warmup_iters=0"]),
+    "bc_nll": ("BC + full PPO, BC-NLL regularizer on demos", [*FULL[:1], "algo.bc_reg=bc_nll"]),
 }
 DEFAULT_VARIANTS = ("bc_only", "scratch", "bc_ppo", "dense", "learned", "no_kl", "no_warmup")
 
@@ -76,6 +85,18 @@ def eval_curve(run_dir: str | Path) -> list[tuple[float, float]]:
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [(float(r.get("wall_s", 0.0)), float(r["success_rate"])) for r in recs
             if r.get("kind") == "eval" and "success_rate" in r]
+
+
+def done_rows(out: Path) -> dict[str, AblationRow]:
+    """Rows an earlier (interrupted) run of the ablation already finished, by variant (ablation.json)."""
+    path = out / "ablation.json"
+    if not path.is_file():
+        return {}
+    rows = {}
+    for r in json.loads(path.read_text()):
+        r["ci95"] = tuple(r["ci95"])
+        rows[r["variant"]] = AblationRow(**r)
+    return rows
 
 
 def write_outputs(rows: list[AblationRow], out: Path, episodes: int, base: list[str], seed_base: int) -> None:

@@ -19,6 +19,9 @@ START_METHODS = ("spawn", "forkserver")
 class CriticConfig:
     """Architecture of the asymmetric transformer critic (policy tokens + privileged-state tokens)."""
 
+    arch: str = "transformer"
+    """'transformer' (tokens of every input, a readout token) or 'mlp' (vector inputs only, width 4 * d_model:
+    the ablation's baseline of similar cost)."""
     d_model: int = 64
     """Token width D of the critic (its own weights; the actor's tokenizer classes are reused)."""
     n_layers: int = 2
@@ -39,6 +42,10 @@ class CriticConfig:
     """Std of the normal init of linear layers and embeddings (nanoGPT)."""
 
     def __post_init__(self) -> None:
+        if self.arch not in ("transformer", "mlp"):
+            raise ValueError(f"critic.arch={self.arch!r}: choose transformer or mlp")
+        if self.arch == "mlp" and self.use_images:
+            raise ValueError("critic.arch=mlp reads no images; set algo.critic.use_images=false")
         if self.d_model < 8 or self.d_model % self.n_heads != 0:
             raise ValueError(f"critic.d_model={self.d_model} must be >= 8 and divisible by n_heads={self.n_heads}")
         if self.n_layers < 1 or self.mlp_ratio < 1:

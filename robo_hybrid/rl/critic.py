@@ -84,3 +84,43 @@ class TransformerCritic(nn.Module):
         """Raw obs dict -> value (B,) in the critic's (possibly normalized) value units."""
         h = self.encoder(self.tokenize(obs))[:, 0]  # (B, D)
         return self.value_head(h).squeeze(-1)  # (B,)
+
+
+class MLPCritic(nn.Module):
+    """The ablation's baseline critic: proprio, goal and privileged state (newest frame, normalized) -> MLP -> V(s).
+
+    Width 4 * d_model and n_layers + 1 hidden layers, about the transformer critic's parameter count and cost."""
+
+    def __init__(self, cfg: CriticConfig, spec: IOSpec) -> None:
+        super().__init__()
+        if cfg.use_images:
+            raise ValueError("critic.arch=mlp reads no images; set algo.critic.use_images=false")
+        self.cfg = cfg
+        self.image_keys: tuple[str, ...] = ()
+        self.vector_keys = tuple(k for k in spec.policy_keys if k not in spec.image_keys)
+        self.privileged_keys = tuple(spec.privileged_keys)
+        self.input_keys = self.vector_keys + self.privileged_keys
+        dims = {k: int(np.prod(spec.obs(k).shape)) for k in self.input_keys}
+        self.normalizers = nn.ModuleDict({k: ClippedRunningMeanStd((d,), std_floor=1e-2) for k, d in dims.items()})
+        width, layers, d_in = 4 * cfg.d_model, [], sum(dims.values())
+        for _ in range(cfg.n_layers + 1):
+            layers += [nn.Linear(d_in, width), nn.GELU()]
+            d_in = width
+        self.mlp = nn.Sequential(*layers, nn.Linear(d_in, 1))
+
+    @torch.no_grad()
+    def update_normalizers(self, obs: dict[str, torch.Tensor]) -> None:
+        """Fold a rollout batch of vector observations into the running statistics."""
+        for k, rms in self.normalizers.items():
+            x = obs[k]
+            rms.update(current_frame(x, 1).reshape(-1, x.shape[-1]))  # type: ignore[operator]
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Raw obs dict -> value (B,)."""
+        x = [self.normalizers[k](current_frame(obs[k], 1).float()) for k in self.input_keys]  # (B, d_k) each
+        return self.mlp(torch.cat(x, dim=-1)).squeeze(-1)  # (B,)
+
+
+def make_critic(cfg: CriticConfig, spec: IOSpec) -> TransformerCritic | MLPCritic:
+    """The critic of algo.critic.arch."""
+    return MLPCritic(cfg, spec) if cfg.arch == "mlp" else TransformerCritic(cfg, spec)

@@ -18,7 +18,7 @@ from robo_hybrid.policy import HISTORY_MASK_KEY, HeadOutputs, MultimodalPolicy
 from robo_hybrid.training import distributed as ddp
 
 from .config import PPOConfig, linear_schedule
-from .critic import TransformerCritic
+from .critic import MLPCritic, TransformerCritic
 from .residual import BASE_LOG_STD, BASE_MEAN, CACHE_KEYS, ResidualPolicy
 from .rnd import RND
 from .storage import RolloutStorage, RunningMeanStd
@@ -81,7 +81,7 @@ def actor_inputs(obs: dict[str, torch.Tensor], policy: Actor) -> dict[str, torch
 class PPO:
     """Actor-critic PPO with BC regularization, critic warm-up, entropy schedule, std bounds and optional RND."""
 
-    def __init__(self, actor: Actor, critic: TransformerCritic, cfg: PPOConfig,
+    def __init__(self, actor: Actor, critic: TransformerCritic | MLPCritic, cfg: PPOConfig,
                  bc_policy: MultimodalPolicy | None = None, rnd: RND | None = None,
                  demo_batches: Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None,
                  dist: ddp.DistInfo | None = None) -> None:

@@ -31,7 +31,7 @@ from robo_hybrid.training import distributed as ddp
 
 from .collector import RolloutCollector, random_action_stats
 from .config import PPOConfig, linear_schedule
-from .critic import TransformerCritic
+from .critic import make_critic
 from .plots import plot_learning_curves
 from .ppo import PPO
 from .residual import ResidualPolicy, finetune_actor, save_residual
@@ -111,7 +111,7 @@ class PPOTrainer:
             cfg = self.cfg = replace(cfg, finetune="full")
         self.base = base = self._build_policy(resume_dir, init_checkpoint, policy_cfg)
         self.policy = finetune_actor(base, cfg.finetune, cfg.residual, cfg.partial_blocks).to(self.device)
-        self.critic = TransformerCritic(cfg.critic, self.spec)
+        self.critic = make_critic(cfg.critic, self.spec)
         dims = {k: int(np.prod(self.spec.obs(k).shape)) for k in (*self.spec.policy_keys, *self.spec.privileged_keys)
                 if k not in self.spec.image_keys}
         self.rnd = RND(cfg.rnd, dims, self.device) if cfg.rnd.coef > 0 else None

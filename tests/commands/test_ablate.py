@@ -28,3 +28,22 @@ def test_ablation_table(bc_checkpoint, tiny_overrides, tmp_path):
     assert len(curve) == 2 and curve[0][0] < curve[1][0] and all(0.0 <= s <= 1.0 for _, s in curve)
     assert eval_curve(tmp_path / "missing") == []
     assert (tmp_path / "abl" / "ablation_curves.png").stat().st_size > 0
+
+
+def test_ablation_resumes_where_it_stopped(bc_checkpoint, tiny_overrides, tmp_path, monkeypatch):
+    import robo_hybrid.commands.ablate as ablate_mod
+
+    out = tmp_path / "abl"
+    base = [*tiny_overrides, f"checkpoint={bc_checkpoint}", "algo.iterations=1", "algo.critic_warmup_iters=0",
+            "ablation.episodes=2", f"ablation.out={out}"]
+    assert ablate([*base, "ablation.variants=[bc_only,residual]"]) == 0
+    first = json.loads((out / "ablation.json").read_text())
+    ran: list[str] = []
+    real = ablate_mod.run_variant
+    monkeypatch.setattr(ablate_mod, "run_variant", lambda name, *a: ran.append(name) or real(name, *a))
+    assert ablate([*base, "ablation.variants=[bc_only,residual,mlp_critic]"]) == 0
+    assert ran == ["mlp_critic"]  # the finished rows were read back, not rerun
+    rows = json.loads((out / "ablation.json").read_text())
+    assert [r["variant"] for r in rows] == ["bc_only", "residual", "mlp_critic"]
+    assert rows[:2] == first and rows[2]["iterations"] == 1
+    assert "MLP critic" in (out / "ablation.md").read_text()
