@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 import robo_hybrid.policy  # noqa: F401  (torch side first)
-from robo_hybrid.config import compose_config, to_dataclass
+from robo_hybrid.config import compose_config, to_dataclass, to_yaml
 from robo_hybrid.training.bc import BCTrainer
 
 
@@ -26,7 +26,7 @@ def main() -> None:
         "algo.progress=false", "algo.warmup_steps=0", "algo.checkpoint_every=1000",
     ]))
     trainer = BCTrainer(cfg.algo, cfg.policy, cfg.task.name, cfg.task.env, cfg.run_dir, data=cfg.data, seed=cfg.seed,
-                        device=cfg.device)
+                        device=cfg.device, config_yaml=to_yaml(cfg))
     losses = [trainer.train_step()["loss"] for _ in range(steps)]
     h = hashlib.sha256()
     for k, v in sorted(trainer.policy.state_dict().items()):
