@@ -70,7 +70,8 @@ class EvalSchedule:
             t, t0 = self.clock.elapsed(), time.perf_counter()
             m = self.evaluator.run(act, history, keys).metrics()  # one thread while it runs (Evaluator.run)
             self._last_t = t
-            point = {"t_s": round(t, 2), **m, "episodes": len(self.evaluator.seeds), "eval_s": round(time.perf_counter() - t0, 2), "phase": phase}
+            point = {"t_s": round(t, 2), **m, "episodes": len(self.evaluator.seeds),
+                     "eval_s": round(time.perf_counter() - t0, 2), "phase": phase}
             self.points.append(point)
             self._next_s = (math.floor(t / self.every_s) + 1) * self.every_s
             lo, hi, n = m["success_ci95_low"], m["success_ci95_high"], len(self.evaluator.seeds)
