@@ -70,8 +70,8 @@ class RolloutCollector:
         for _ in range(storage.num_steps):
             obs_t = to_torch(self.storage_obs(), dev)
             obs_t.update(self._base_cache(obs_t))
-            ppo.critic.update_normalizers(obs_t)
-            out = ppo.act(obs_t)
+            # acting needs no critic: V(s_t) of the whole batch is computed in one pass after the rollout
+            out = ppo.act(obs_t, values=False)
             stds.append(out["std"].mean(0).cpu())
             actions = ppo.actor.clip_action(out["actions"]).cpu().numpy().astype(np.float32)
             next_obs, reward, terminated, truncated, info = self.envs.step(actions)
@@ -98,7 +98,9 @@ class RolloutCollector:
                 sums[f"reward/{name}"] = sums.get(f"reward/{name}", 0.0) + float(v.mean())
             for name, v in env_terms.items():  # each weighted term of the env's reward (envs/rewards.py)
                 sums[f"reward_terms/{name}"] = sums.get(f"reward_terms/{name}", 0.0) + float(v.mean())
-        last_values = ppo.value(to_torch(self.storage_obs(), dev))
+        last_obs = to_torch(self.storage_obs(), dev)
+        self._batch_values(storage)
+        last_values = ppo.value(last_obs)
         storage.compute_returns(last_values, ppo.cfg.gamma, ppo.cfg.gae_lambda)
         stats = {k: v / storage.num_steps for k, v in sums.items()}
         stats.update(self.tracker.pop())
@@ -109,6 +111,20 @@ class RolloutCollector:
         stats["value/return_mean"] = float(storage.returns.mean())
         stats["value/explained_variance"] = explained_variance(storage.values, storage.returns)
         return stats
+
+    def _batch_values(self, storage: RolloutStorage) -> None:
+        """Fold the batch into the critic's input statistics, then V(s_t) of every stored step in large batches
+        (one pass instead of a small critic call per env step)."""
+        critic, T, N = self.ppo.critic, storage.num_steps, storage.num_envs
+        obs = {k: v.reshape(T * N, *v.shape[2:]) for k, v in storage.obs.items() if k in critic.input_keys}  # (T*N, ..)
+        critic.update_normalizers(obs)
+        size = max(1, self.ppo.cfg.minibatch_size)
+        raw = torch.cat([critic({k: v[i:i + size] for k, v in obs.items()}) for i in range(0, T * N, size)])
+        # the critic's own outputs are also the centre of the update's value clipping (it is unchanged until then)
+        storage.value_preds.copy_(raw.view(T, N))  # (T, N)
+        storage.value_preds_ready = True
+        rms = self.ppo.value_rms
+        storage.values.copy_((rms.unnormalize(raw) if self.ppo.cfg.value_normalization else raw).view(T, N))
 
     def _bootstrap_values(self, final_idx: np.ndarray, final_obs: dict[str, np.ndarray],
                           bootstrap: np.ndarray) -> torch.Tensor:

@@ -141,14 +141,15 @@ class PPO:
         return self.value_rms.unnormalize(v) if self.cfg.value_normalization else v
 
     @torch.no_grad()
-    def act(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Sample actions for a rollout step: actions (unclipped), log_probs, values, BC head outputs, std."""
+    def act(self, obs: dict[str, torch.Tensor], values: bool = True) -> dict[str, torch.Tensor]:
+        """Sample actions for a rollout step: actions (unclipped), log_probs, values (zeros when `values` is False:
+        the collector computes them for the whole batch afterwards), BC head outputs, std."""
         self.actor.eval()
         out = self.policy_output(obs)
         d = self.dist(out)
         actions = d.sample()
-        res = {"actions": actions, "log_probs": d.log_prob(actions), "values": self.value(obs),
-               "std": out.log_std.exp()}
+        v = self.value(obs) if values else torch.zeros(actions.shape[0], device=actions.device)
+        res = {"actions": actions, "log_probs": d.log_prob(actions), "values": v, "std": out.log_std.exp()}
         if self.residual and BASE_MEAN in obs:  # the frozen base is the BC anchor: its outputs are already cached
             res["bc_mean"], res["bc_log_std"] = obs[BASE_MEAN], obs[BASE_LOG_STD].clamp(*self.log_std_bounds)
         elif self.bc_policy is not None:
@@ -162,7 +163,8 @@ class PPO:
         cfg = self.cfg
         if cfg.value_normalization:
             self.value_rms.update(ddp.all_gather_cat(storage.returns, self.dist_info))  # same statistics on every rank
-        storage.value_preds = self._value_predictions(storage)
+        if not storage.value_preds_ready:  # the collector leaves the critic's outputs of this batch in the storage
+            storage.value_preds = self._value_predictions(storage)
         frozen, ent_coef, reg_coef = self.actor_frozen(it), self.entropy_coef(it), self.bc_reg_coef(it)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}

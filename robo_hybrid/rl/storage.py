@@ -120,6 +120,7 @@ class RolloutStorage:
         self.advantages = zeros()
         self.returns = zeros()
         self.value_preds = zeros()  # critic outputs at the start of the update (centre of value clipping)
+        self.value_preds_ready = False  # True once the collector stored this batch's critic outputs
         self.step = 0
 
     def add(self, obs: dict[str, torch.Tensor], actions: torch.Tensor, log_probs: torch.Tensor, values: torch.Tensor,
@@ -146,6 +147,7 @@ class RolloutStorage:
     def clear(self) -> None:
         """Start filling from step 0 again."""
         self.step = 0
+        self.value_preds_ready = False
 
     def compute_returns(self, last_values: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         """Fill `advantages` and `returns` with GAE."""
