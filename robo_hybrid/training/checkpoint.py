@@ -20,7 +20,6 @@ crafted file cannot make the loader allocate a huge model.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import asdict
@@ -33,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from robo_hybrid.fileio import atomic_write_bytes, atomic_write_text
+from robo_hybrid.fileio import atomic_dir, atomic_write_bytes, atomic_write_text
 from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
 from robo_hybrid.policy.tokenizer import stem_grid
 from robo_hybrid.spec import IOSpec, SpecMismatchError
@@ -295,19 +294,14 @@ def save_checkpoint(
     root = Path(ckpt_root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    atomic_write_bytes(tmp / MODEL_FILE, policy_to_bytes(policy, {"step": str(step)}))
-    if optimizer is not None:
-        atomic_write_bytes(tmp / OPTIM_FILE, optimizer_to_bytes(optimizer))
-    atomic_write_text(tmp / STATE_FILE, json.dumps({"step": step, **(trainer_state or {})}))
-    atomic_write_text(tmp / SPEC_FILE, policy.spec.to_json())
-    if config_yaml:
-        atomic_write_text(tmp / CONFIG_FILE, config_yaml)
-    if final.exists():  # the same step again (after a resume): replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_dir(final) as tmp:  # the same step again (after a resume) replaces it
+        atomic_write_bytes(tmp / MODEL_FILE, policy_to_bytes(policy, {"step": str(step)}))
+        if optimizer is not None:
+            atomic_write_bytes(tmp / OPTIM_FILE, optimizer_to_bytes(optimizer))
+        atomic_write_text(tmp / STATE_FILE, json.dumps({"step": step, **(trainer_state or {})}))
+        atomic_write_text(tmp / SPEC_FILE, policy.spec.to_json())
+        if config_yaml:
+            atomic_write_text(tmp / CONFIG_FILE, config_yaml)
     write_pointer(root, "latest", step, final.name)
     _prune(root, keep_last)
     return final
