@@ -276,9 +276,9 @@ class PPOConfig:
     """Checkpoint directories kept (the best-success one is kept as well)."""
     device: str = "cpu"
     """Torch device for the networks."""
-    num_threads: int = 2
-    """torch.set_num_threads for the learner process. Rollouts alternate acting (workers idle) and stepping
-    (learner idle), so the learner can use the cores the workers leave free: 2 on the 2-core reference machine."""
+    num_threads: int = 1
+    """torch.set_num_threads for the learner process (the env workers take the other cores: 2 learner threads on
+    2 cores made end-to-end PPO ~10x slower in `bench rl`, the threads' spin-waits starving the workers)."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
