@@ -55,7 +55,7 @@ class TaskConfig:
 class EvalConfig:
     """Evaluation rollouts (after training, and by `robo-hybrid eval`)."""
 
-    episodes: int = 100
+    episodes: int = 200
     """Episodes to run."""
     seed_base: int = HELD_OUT_SEED_BASE
     """Episode i is reset with seed seed_base + i: disjoint from the demo seeds 0..N-1. The one seed source of every
@@ -205,12 +205,29 @@ class RLBenchConfig:
 
 
 @dataclass
+class TrainBenchConfig:
+    """`robo-hybrid bench train`: samples/s of the BC step, the configured default against the original one."""
+
+    steps: int = 100
+    """Timed gradient steps per configuration (each timed on its own)."""
+    warmup: int = 10
+    """Untimed steps per configuration first."""
+    rounds: int = 5
+    """The timed steps run in this many alternating blocks (background load hits both configurations alike)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup < 0 or not 1 <= self.rounds <= self.steps:
+            raise ValueError("bench.train.steps must be >= 1, warmup >= 0 and rounds within [1, steps]")
+
+
+@dataclass
 class BenchConfig:
-    """Benchmarks that print figures (`robo-hybrid bench envs|latency|learn|rl`)."""
+    """Benchmarks that print figures (`robo-hybrid bench envs|latency|learn|rl|train`)."""
 
     envs: EnvsBenchConfig = field(default_factory=EnvsBenchConfig)
     latency: LatencyBenchConfig = field(default_factory=LatencyBenchConfig)
     learn: LearnBenchConfig = field(default_factory=LearnBenchConfig)
+    train: TrainBenchConfig = field(default_factory=TrainBenchConfig)
     rl: RLBenchConfig = field(default_factory=RLBenchConfig)
     """`robo-hybrid bench rl`: RL throughput against the env alone."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHES = ("envs", "latency", "learn", "loop", "rl")
+BENCHES = ("envs", "latency", "learn", "loop", "rl", "train")
 
 
 def main(args: list[str]) -> int:
@@ -36,6 +36,15 @@ def main(args: list[str]) -> int:
             raise ConfigError("model=<policy.onnx> is required (make one with `robo-hybrid export checkpoint=...`)")
         run_latency(cfg.model, checkpoint=cfg.checkpoint, iters=b.iters, cycles=b.cycles, rate_hz=b.rate_hz,
                     cpu=b.cpu, sb3=b.sb3, sb3_algo=b.sb3_algo, sb3_model=b.sb3_model, json_path=b.json)
+        return 0
+    if what == "train":
+        from robo_hybrid.bench.train import bench_train  # noqa: PLC0415
+
+        if cfg.algo.name != "bc":
+            raise ConfigError("bench train times the BC step (algo=bc); drop algo=")
+        b = cfg.bench.train
+        bench_train(cfg.algo, cfg.policy, cfg.task.env, data=cfg.data, steps=b.steps, warmup=b.warmup,
+                    rounds=b.rounds)
         return 0
     if what == "rl":
         from robo_hybrid.bench.rl import bench_rl  # noqa: PLC0415

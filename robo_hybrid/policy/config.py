@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-IMAGE_ENCODERS = ("conv", "resnet18")
+IMAGE_ENCODERS = ("conv", "patch", "resnet18")
 
 
 @dataclass
@@ -15,12 +15,12 @@ class PolicyConfig:
     """Name of the Hydra `policy` group entry this came from (informational)."""
 
     # ----- image tokenizer -----
-    image_encoder: str = "conv"
-    """'conv' (small stride-2 conv patch stem, the fast default) or 'resnet18' (torchvision trunk up to
-    layer3 with GroupNorm, random init: nothing is downloaded)."""
+    image_encoder: str = "patch"
+    """'patch' (the default: a 3x3 stride-3 patch conv, then 3x3 stride-2 convs; 84 px -> 28 -> 14 -> 7 -> a 4 x 4
+    token grid with the default three hidden layers), 'conv' (every layer 3x3 stride 2: 84 px -> 6 x 6 tokens) or
+    'resnet18' (torchvision trunk up to layer3 with GroupNorm, random init: nothing is downloaded)."""
     conv_channels: list[int] = field(default_factory=lambda: [16, 32, 64])
-    """Hidden channels of the conv stem; every layer is a 3x3 stride-2 conv, plus a last one to `d_model`,
-    so an 84 px image becomes a 6 x 6 token grid with the default three entries."""
+    """Hidden channels of the conv stem ('patch' / 'conv'), each a 3x3 conv layer, plus a last one to `d_model`."""
     coord_channels: bool = True
     """Append pixel x / y coordinate channels to the conv stem's input (CoordConv; cheap, helps localisation)."""
     # ----- transformer trunk -----

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
@@ -28,16 +29,17 @@ def conv_out(n: int, kernel: int, stride: int, padding: int) -> int:
 
 
 def stem_grid(image_encoder: str, n_convs: int, image_size: int) -> tuple[int, int]:
-    """Token grid (rows, cols) of a stem without building it: 'conv' with `n_convs` 3x3 stride-2 convs, or 'resnet18'
-    (conv1 (7, s2, p3), maxpool (3, s2, p1), layer2 and layer3 (3, s2, p1))."""
+    """Token grid (rows, cols) of a stem without building it: 'conv' with `n_convs` 3x3 stride-2 convs, 'patch' (the
+    first of them 3x3 stride 3, unpadded), or 'resnet18' (conv1 (7, s2, p3), maxpool (3, s2, p1), layer2 and layer3
+    (3, s2, p1))."""
     if image_encoder == "resnet18":
         n = conv_out(image_size, 7, 2, 3)
         for _ in range(3):
             n = conv_out(n, 3, 2, 1)
         return n, n
     n = image_size
-    for _ in range(n_convs):
-        n = conv_out(n, ConvStem.kernel, ConvStem.stride, ConvStem.padding)
+    for stride, padding in ConvStem.layout(n_convs, patch=image_encoder == "patch"):
+        n = conv_out(n, ConvStem.kernel, stride, padding)
     return n, n
 
 
@@ -47,26 +49,41 @@ def image_to_float(image: torch.Tensor) -> torch.Tensor:
 
 
 class ConvStem(nn.Module):
-    """3x3 stride-2 conv + ReLU layers, then a 3x3 stride-2 conv to D channels: a small CNN patch stem.
+    """3x3 conv + ReLU layers, then a 3x3 conv to D channels: a small CNN patch stem.
+
+    'conv': every layer has stride 2 (84 px -> 42 -> 21 -> 11 -> 6 with three hidden layers). 'patch': the first
+    layer is an unpadded 3x3 stride-3 conv, i.e. a linear map of non-overlapping 3 x 3 patches (84 px -> 28 -> 14 ->
+    7 with two hidden layers), which costs a ninth of the multiply-adds per output of the first 'conv' layer; the state
+    dict has the same layout (3x3 kernels, `net.0`, `net.2`, ...).
 
     With `coord_channels` two constant channels holding the pixel's x and y in [-1, 1] are appended to the
     image (CoordConv), so the first layers can encode absolute position: the policy must localise the object
     in the fixed camera's frame, since the goal and the end effector arrive as vectors in world coordinates.
+    The first conv is linear, so its coordinate part is computed once per call as a (1, C, h, w) map and added
+    (the same sum as convolving the concatenated channels, without building a 5-channel batch).
     """
 
-    kernel, stride, padding = 3, 2, 1
+    kernel = 3
     coords: torch.Tensor
 
-    def __init__(self, channels: list[int], d_model: int, image_size: int = 84, coord_channels: bool = False) -> None:
+    @staticmethod
+    def layout(n_convs: int, patch: bool) -> list[tuple[int, int]]:
+        """(stride, padding) of each of the `n_convs` 3x3 convs."""
+        first = (3, 0) if patch else (2, 1)
+        return [first] + [(2, 1)] * (n_convs - 1)
+
+    def __init__(self, channels: list[int], d_model: int, image_size: int = 84, coord_channels: bool = False,
+                 patch: bool = False) -> None:
         super().__init__()
-        self.coord_channels = coord_channels
+        self.coord_channels, self.patch = coord_channels, patch
         lin = torch.linspace(-1.0, 1.0, image_size)
         ys, xs = torch.meshgrid(lin, lin, indexing="ij")
         self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)  # (1, 2, H, W)
         chans = [5 if coord_channels else 3, *channels, d_model]
+        self.strides = self.layout(len(chans) - 1, patch)
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
-            layers.append(nn.Conv2d(c_in, c_out, self.kernel, self.stride, self.padding))
+            layers.append(nn.Conv2d(c_in, c_out, self.kernel, *self.strides[i]))
             if i < len(chans) - 2:
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
@@ -74,22 +91,28 @@ class ConvStem(nn.Module):
 
     def grid(self, image_size: int) -> tuple[int, int]:
         """Token grid (rows, cols) for a square image of `image_size` pixels."""
-        return stem_grid("conv", len(self.chans) - 1, image_size)
+        return stem_grid("patch" if self.patch else "conv", len(self.chans) - 1, image_size)
 
     def flops(self, image_size: int) -> int:
-        """Conv FLOPs (2 per MAC) for one image."""
+        """Conv FLOPs (2 per MAC) for one image at batch 1 (the coordinate channels included)."""
         total, n = 0, image_size
-        for c_in, c_out in zip(self.chans[:-1], self.chans[1:], strict=True):
-            n = conv_out(n, self.kernel, self.stride, self.padding)
+        for c_in, c_out, (stride, padding) in zip(self.chans[:-1], self.chans[1:], self.strides, strict=True):
+            n = conv_out(n, self.kernel, stride, padding)
             total += 2 * n * n * c_out * c_in * self.kernel * self.kernel
         return total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, H, W) float in [0, 1] -> (N, D, h, w)."""
-        x = x - 0.5
+        # channels-last: oneDNN's convolutions (forward and backward) run several times faster on these small
+        # channel counts in NHWC; a uint8 HWC image permuted to NCHW already has this layout (no copy)
+        x = (x - 0.5).contiguous(memory_format=torch.channels_last)
+        first = self.net[0]
+        assert isinstance(first, nn.Conv2d)
+        w = first.weight  # (C, 5 | 3, 3, 3)
+        y = F.conv2d(x, w[:, :3], first.bias, first.stride, first.padding)  # (N, C, h, w)
         if self.coord_channels:
-            x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)  # (N, 5, H, W)
-        return self.net(x)
+            y = y + F.conv2d(self.coords, w[:, 3:], None, first.stride, first.padding)  # (1, C, h, w) broadcast
+        return self.net[1:](y)
 
 
 class ResNetStem(nn.Module):
@@ -127,26 +150,39 @@ class ResNetStem(nn.Module):
 
 
 class ImageAugment(nn.Module):
-    """Random shift (pad + random crop, DrQ) and colour jitter with torchvision v2, drawn per sample.
+    """Random shift (edge-replicate pad + random crop, DrQ) and colour jitter, drawn per sample.
 
     Applied only when the policy is in training mode; the same draw covers all K history frames of a sample
-    so that motion between frames is preserved.
+    so that motion between frames is preserved. The shift is one gather on the uint8 batch (a pixel of the
+    shifted image is the source pixel at the clamped shifted row and column: exactly pad-by-edge then crop);
+    colour jitter (torchvision v2, per sample) runs on the float images when enabled.
     """
 
     def __init__(self, image_size: int, shift_pad_px: int, color_jitter: float) -> None:
         super().__init__()
-        ops: list[nn.Module] = []
-        if shift_pad_px > 0:
-            ops.append(v2.RandomCrop(image_size, padding=shift_pad_px, padding_mode="edge"))
+        self.image_size, self.shift_pad_px = image_size, shift_pad_px
+        self.jitter = None
         if color_jitter > 0:
-            ops.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
-        self.transform = v2.Compose(ops) if ops else None
+            self.jitter = v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, K, 3, H, W) float in [0, 1] -> same shape, each sample shifted / jittered independently."""
-        if self.transform is None:
+    def shift(self, img: torch.Tensor) -> torch.Tensor:
+        """img: (B, K, H, W, 3) uint8 -> the same shape, each sample shifted by up to shift_pad_px in x and y."""
+        if self.shift_pad_px <= 0:
+            return img
+        B, K, H, W, _ = img.shape
+        pad = self.shift_pad_px
+        offset = torch.randint(0, 2 * pad + 1, (B, 2), device=img.device) - pad  # (B, 2): rows, cols
+        rows = (torch.arange(H, device=img.device)[None] + offset[:, :1]).clamp(0, H - 1)  # (B, H)
+        cols = (torch.arange(W, device=img.device)[None] + offset[:, 1:]).clamp(0, W - 1)  # (B, W)
+        b = torch.arange(B, device=img.device)[:, None, None, None]  # (B, 1, 1, 1)
+        k = torch.arange(K, device=img.device)[None, :, None, None]  # (1, K, 1, 1)
+        return img[b, k, rows[:, None, :, None], cols[:, None, None, :]]  # (B, K, H, W, 3)
+
+    def color(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, K, 3, H, W) float in [0, 1] -> same shape, each sample jittered independently (or x unchanged)."""
+        if self.jitter is None:
             return x
-        return torch.stack([self.transform(sample) for sample in x.unbind(0)], dim=0)  # (B, K, 3, H, W)
+        return torch.stack([self.jitter(sample) for sample in x.unbind(0)], dim=0)  # (B, K, 3, H, W)
 
 
 class VectorTokenizer(nn.Module):
@@ -259,7 +295,8 @@ class ObservationTokenizer(nn.Module):
     def _make_stem(self) -> ConvStem | ResNetStem:
         if self.cfg.image_encoder == "resnet18":
             return ResNetStem(self.cfg.d_model)
-        return ConvStem(self.cfg.conv_channels, self.cfg.d_model, self.image_size, self.cfg.coord_channels)
+        return ConvStem(self.cfg.conv_channels, self.cfg.d_model, self.image_size, self.cfg.coord_channels,
+                        patch=self.cfg.image_encoder == "patch")
 
     def init_embeddings(self, init_std: float) -> None:
         """N(0, init_std) embeddings; the owner calls it after `init_weights`, in this order (seeded runs repeat)."""
@@ -303,9 +340,12 @@ class ObservationTokenizer(nn.Module):
         for i, key in enumerate(self.image_keys):
             img = obs[key]
             self._check_image(key, img)
+            augment = self.augment if self.training else None
+            if augment is not None:
+                img = augment.shift(img.reshape(B, K, n, n, 3))  # (B, K, H, W, 3) uint8
             x = image_to_float(img.reshape(B * K, n, n, 3))  # (B*K, 3, H, W)
-            if self.training and self.augment is not None:
-                x = self.augment(x.view(B, K, 3, n, n)).view(B * K, 3, n, n)  # (B*K, 3, H, W)
+            if augment is not None and augment.jitter is not None:
+                x = augment.color(x.reshape(B, K, 3, n, n)).reshape(B * K, 3, n, n)  # (B*K, 3, H, W)
             f = self.stems[key](x).flatten(2).transpose(1, 2)  # (B*K, G, D)
             f = f + self.pos_emb + self.cam_emb[i]  # (B*K, G, D)
             steps.append(f.view(B, K, -1, D))  # (B, K, G, D)

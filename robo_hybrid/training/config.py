@@ -17,7 +17,7 @@ class BCConfig:
 
     name: str = "bc"
     """Algorithm name (selects this schema; appears in the default run_dir)."""
-    steps: int = 3000
+    steps: int = 7000
     """Gradient steps in total (a resumed run continues up to this many)."""
     batch_size: int = 64
     """Samples per gradient step, drawn uniformly with replacement from the training episodes."""

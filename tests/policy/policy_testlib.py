@@ -9,8 +9,8 @@ from robo_hybrid.spec import IOSpec
 
 
 def tiny_cfg(**kw) -> PolicyConfig:
-    """Width-32, one-layer policy config."""
-    base = dict(d_model=32, n_layers=1, n_heads=2, conv_channels=[8, 16])
+    """Width-32, one-layer policy config with the stride-2 'conv' stem (32 px -> a 4 x 4 grid)."""
+    base = dict(d_model=32, n_layers=1, n_heads=2, conv_channels=[8, 16], image_encoder="conv")
     base.update(kw)
     return PolicyConfig(**base)
 

@@ -39,7 +39,7 @@ def test_output_shapes_match_forward(kw, wrist, spec32, spec32_wrist):
 def test_default_config_is_small_and_flops_estimate_is_exact():
     spec84 = make_synthetic_demos(1, 2, image_size=84).spec
     policy = MultimodalPolicy(PolicyConfig(), spec84).eval()
-    assert policy.grid == (6, 6) and policy.num_tokens == 39
+    assert policy.cfg.image_encoder == "patch" and policy.grid == (4, 4) and policy.num_tokens == 19
     assert 100_000 <= policy.num_params() <= 500_000
     obs = random_obs(spec84, 1)
     with FlopCounterMode(display=False) as counter:
@@ -50,7 +50,7 @@ def test_default_config_is_small_and_flops_estimate_is_exact():
     assert estimate in (counted, counted + attention)
     assert estimate < 50e6
     s = policy_summary(policy)
-    assert s["params"] == policy.num_params() and s["flops_per_step"] == estimate and s["tokens"] == 39
+    assert s["params"] == policy.num_params() and s["flops_per_step"] == estimate and s["tokens"] == 19
 
 
 def test_history_padding_mask_hides_padded_steps(spec32):

@@ -116,10 +116,10 @@ def test_actor_critic_and_reward_model_share_the_one_tokenizer(spec32):
     assert models[2].tokenizer.image_keys == () and not models[2].tokenizer.stems
 
 
-@pytest.mark.parametrize("encoder, convs", [("conv", 2), ("conv", 3), ("resnet18", 0)])
+@pytest.mark.parametrize("encoder, convs", [("conv", 2), ("conv", 3), ("patch", 3), ("patch", 4), ("resnet18", 0)])
 @pytest.mark.parametrize("size", [32, 84])
 def test_stem_grid_matches_the_stems(encoder, convs, size):
-    stem = ResNetStem(8) if encoder == "resnet18" else ConvStem([4] * (convs - 1), 8, size)
+    stem = ResNetStem(8) if encoder == "resnet18" else ConvStem([4] * (convs - 1), 8, size, patch=encoder == "patch")
     out = stem(torch.zeros(1, 3, size, size))
     assert stem_grid(encoder, convs, size) == stem.grid(size) == tuple(out.shape[2:])
 
@@ -133,3 +133,43 @@ def test_coord_channels_make_the_stem_position_aware():
     assert without[inner].std(dim=(2, 3)).max() < 1e-6  # a uniform image gives uniform interior features
     assert with_coords[inner].std(dim=(2, 3)).max() > 1e-4
     assert "coords" not in ConvStem([8], 32, 32, True).state_dict()  # rebuilt, not stored
+
+
+def test_patch_stem_gives_a_4x4_grid_at_84_px_with_the_checkpoint_layout():
+    stem = ConvStem([16, 32, 64], 64, image_size=84, coord_channels=True, patch=True)
+    assert stem.grid(84) == (4, 4)
+    shapes = {k: tuple(v.shape) for k, v in stem.state_dict().items() if k.endswith("weight")}
+    # 3x3 kernels at net.0, net.2, ...: the layout checkpoint files are checked against
+    assert shapes == {"net.0.weight": (16, 5, 3, 3), "net.2.weight": (32, 16, 3, 3), "net.4.weight": (64, 32, 3, 3),
+                      "net.6.weight": (64, 64, 3, 3)}
+
+
+@pytest.mark.parametrize("patch", [False, True])
+def test_coord_part_added_once_equals_convolving_the_concatenated_channels(patch):
+    torch.manual_seed(0)
+    stem = ConvStem([8, 16], 16, image_size=32, coord_channels=True, patch=patch)
+    x = torch.rand(3, 3, 32, 32)
+    cat = torch.cat([x - 0.5, stem.coords.expand(3, -1, -1, -1)], dim=1)  # (3, 5, H, W): the textbook CoordConv
+    torch.testing.assert_close(stem(x), stem.net(cat), rtol=1e-5, atol=1e-5)
+
+
+def test_batched_uint8_shift_is_an_edge_padded_crop_shared_by_the_history_frames():
+    from torchvision.transforms.v2 import functional as TF
+
+    from robo_hybrid.policy.tokenizer import ImageAugment
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (6, 2, 12, 12, 3), generator=g, dtype=torch.uint8)
+    torch.manual_seed(1)
+    out = ImageAugment(12, 2, 0.0).shift(img)
+    assert out.dtype == torch.uint8 and out.shape == img.shape
+    padded = TF.pad(img.permute(0, 1, 4, 2, 3).reshape(12, 3, 12, 12), [2], padding_mode="edge")  # (B*K, 3, 16, 16)
+    padded = padded.reshape(6, 2, 3, 16, 16).permute(0, 1, 3, 4, 2)  # (B, K, 16, 16, 3)
+    offsets = []
+    for b in range(6):
+        hits = [(r, c) for r in range(5) for c in range(5)
+                if torch.equal(padded[b, :, r:r + 12, c:c + 12], out[b])]  # both frames, one offset
+        assert hits, f"sample {b} is no edge-padded crop"
+        offsets.append(hits[0])
+    assert len(set(offsets)) > 1  # drawn per sample
+    assert torch.equal(ImageAugment(12, 0, 0.0).shift(img), img)
