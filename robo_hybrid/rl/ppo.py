@@ -170,7 +170,7 @@ class PPO:
         counts: dict[str, int] = {}
         actor_updates, early_stop = 0, False
         self.actor.train(cfg.augment)
-        for batch in storage.minibatches(cfg.num_minibatches, cfg.num_epochs):
+        for batch in storage.minibatches(cfg.num_minibatches, cfg.num_epochs, obs_keys=self._update_keys(storage)):
             obs = batch["obs"]
             assert isinstance(obs, dict)
             stats: dict[str, float] = {}
@@ -190,6 +190,13 @@ class PPO:
                    early_stop=float(early_stop), actor_updates=float(actor_updates),
                    value_rms_std=float(self.value_rms.std))
         return out
+
+    def _update_keys(self, storage: RolloutStorage) -> tuple[str, ...] | None:
+        """Observations an update reads; a residual actor with cached base outputs needs no images (None: all)."""
+        if not (self.residual and BASE_MEAN in storage.obs):
+            return None
+        keys = set(CACHE_KEYS) | set(self.critic.input_keys) | set(self.rnd.keys if self.rnd is not None else ())
+        return tuple(keys)
 
     @torch.no_grad()
     def _value_predictions(self, storage: RolloutStorage) -> torch.Tensor:

@@ -91,9 +91,10 @@ class ResidualPolicy(nn.Module):
         return self.base.image_size
 
     def train(self, mode: bool = True) -> ResidualPolicy:
-        """Only the head changes mode: the frozen base always runs in eval mode (no augmentation, no dropout)."""
-        super().train(mode)
-        self.base.eval()
+        """Only the head changes mode: the frozen base always runs in eval mode (no augmentation, no dropout).
+        (Not recursing into the base also keeps the per-step `eval()` of rollouts cheap.)"""
+        self.training = mode
+        self.head.train(mode)
         return self
 
     def set_scale(self, value: float) -> None:

@@ -156,13 +156,14 @@ class RolloutStorage:
             gamma, gae_lambda,
         )
 
-    def minibatches(self, num_minibatches: int, num_epochs: int,
-                    generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor | dict]]:
-        """Shuffled minibatches over num_epochs passes; each a dict of flattened (B, ...) tensors."""
+    def minibatches(self, num_minibatches: int, num_epochs: int, generator: torch.Generator | None = None,
+                    obs_keys: tuple[str, ...] | None = None) -> Iterator[dict[str, torch.Tensor | dict]]:
+        """Shuffled minibatches over num_epochs passes; each a dict of flattened (B, ...) tensors. `obs_keys`: only
+        these observations (None: all), e.g. no images when neither the update's actor nor its critic reads them."""
         n = self.num_steps * self.num_envs
         size = n // num_minibatches
         flat = lambda x: x.reshape(n, *x.shape[2:])  # noqa: E731  (T, N, ...) -> (T*N, ...)
-        obs = {k: flat(v) for k, v in self.obs.items()}
+        obs = {k: flat(v) for k, v in self.obs.items() if obs_keys is None or k in obs_keys}
         fields = {name: flat(getattr(self, name)) for name in
                   ("actions", "log_probs", "values", "value_preds", "advantages", "returns", "bc_mean", "bc_log_std")}
         for _ in range(num_epochs):

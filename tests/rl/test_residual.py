@@ -103,6 +103,8 @@ def test_frozen_base_receives_no_gradient_and_stays_unchanged(tiny_policy_cfg):
     assert all(s <= {"image", "proprio", "goal"} for s in seen)  # the base reads no privileged input
     assert BASE_MEAN in storage.obs and BASE_FEATURES in storage.obs
     assert all(p.grad is None for p in base.parameters())
+    res.train(True)
+    assert not base.training and not any(m.training for m in base.modules())  # the base never augments
     for k, v in base.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
     assert float(res.head.out.weight.abs().sum()) > 0  # the head did learn
