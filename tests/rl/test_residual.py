@@ -128,9 +128,9 @@ def test_residual_exports_as_one_graph_with_parity(tiny_policy_cfg, tmp_path):
     res = ResidualPolicy(_policy(tiny_policy_cfg, spec), ResidualConfig(scale=0.3))
     _perturb(res.head)
     obs = {k: v.numpy() for k, v in _obs(spec, batch=16, seed=1).items()}
-    rep = export_onnx(res, tmp_path / "res.onnx", parity_obs=obs)
+    rep = export_onnx(res, tmp_path / "res.onnx", parity_obs=obs)  # pyright: ignore[reportArgumentType]  (duck-typed)
     assert rep.inputs == ["image", "proprio", "goal"] and rep.outputs == ["action"]
-    got = ort_session(tmp_path / "res.onnx").run(None, obs)[0]
+    got = np.asarray(ort_session(tmp_path / "res.onnx").run(None, obs)[0])
     want = res.act({k: torch.as_tensor(v) for k, v in obs.items()}).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4)
     base_only = res.base.act({k: torch.as_tensor(v) for k, v in obs.items()}).numpy()
