@@ -63,6 +63,12 @@ class DeployConfig:
     """SCHED_FIFO priority (1..99) of the loop thread."""
     realtime_cpu: int | None = None
     """CPU the loop is pinned to; None = the last CPU this process may use."""
+    host: str = ""
+    """robot=franka: the arm's FCI address (franky-sim: 127.0.0.1)."""
+    dynamics_factor: float | None = None
+    """robot=franka: franky's relative dynamics factor (0, 1]; None = the model's (spec extras), else 0.15."""
+    cameras: str = ""
+    """robot=franka: camera per image key, e.g. image=opencv:0,image_wrist=realsense:<serial> (or a .bag)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -83,5 +89,7 @@ class DeployConfig:
             raise ValueError(f"deploy.sim_backend={self.sim_backend!r}: choose 'sim' or 'mock'")
         if self.realtime not in ("auto", "off", "require"):
             raise ValueError(f"deploy.realtime={self.realtime!r}: choose auto, off or require")
+        if self.dynamics_factor is not None and not 0.0 < self.dynamics_factor <= 1.0:
+            raise ValueError(f"deploy.dynamics_factor={self.dynamics_factor}: franky accepts (0, 1] (or null)")
         if not self.keys_dir:
             raise ValueError("deploy.keys_dir is empty: the robot link needs its key files (robo-hybrid keys)")

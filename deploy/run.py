@@ -21,7 +21,7 @@ from .robot import Robot
 from .safety import SafetyConfig
 from .telemetry import format_summary
 
-ROBOTS = ("sim", "sim_server", "mock")
+ROBOTS = ("sim", "sim_server", "mock", "franka")
 
 
 class Terminated(BaseException):
@@ -36,6 +36,10 @@ def make_robot(robot: str, policy: OnnxPolicy, cfg: DeployConfig, task: str | No
         from .mock import MockRobot
 
         return MockRobot(spec, seed=cfg.seed), None
+    if robot == "franka":  # a real FR3 / Panda (or franky-sim) through franky-control
+        from .franka import make_franka
+
+        return make_franka(spec, cfg.host, cfg.dynamics_factor, cfg.cameras, cfg.realtime), None
     if robot == "sim_server" and cfg.sim_backend == "mock":
         return _sim_server(cfg, backend="mock", task="", env_kwargs={}, spec_json=spec.to_json())
     from .sim_backend import env_kwargs_for_spec

@@ -281,7 +281,7 @@ class Config:
     model: str = ""
     """ONNX policy file for `deploy` and `bench latency`."""
     robot: str = "sim"
-    """Robot backend for `deploy`: sim (in-process MuJoCo), sim_server (own process, ZeroMQ) or mock."""
+    """Robot backend for `deploy`: sim (in-process MuJoCo), sim_server (own process, ZeroMQ), mock or franka."""
     episodes: int = II("task.demo_episodes")
     """Demos to collect."""
     out: str = ""
@@ -306,8 +306,8 @@ class Config:
             raise ValueError(f"device={self.device!r}: use 'cpu' or 'cuda[:i]'")
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
-        if self.robot not in ("sim", "sim_server", "mock"):
-            raise ValueError(f"robot={self.robot!r}: choose sim, sim_server or mock")
+        if self.robot not in ("sim", "sim_server", "mock", "franka"):
+            raise ValueError(f"robot={self.robot!r}: choose sim, sim_server, mock or franka")
 
 
 def register_configs(cs: ConfigStore | None = None) -> None:

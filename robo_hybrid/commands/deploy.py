@@ -21,8 +21,8 @@ class DeployArgs:
 
     model: str = ""
     """The exported policy.onnx (robo-hybrid export)."""
-    robot: Literal["sim", "sim_server", "mock"] = "sim"
-    """sim (in-process MuJoCo), sim_server (own process, ZeroMQ + CURVE) or mock (no MuJoCo)."""
+    robot: Literal["sim", "sim_server", "mock", "franka"] = "sim"
+    """sim (in-process MuJoCo), sim_server (own process, ZeroMQ + CURVE), mock (no MuJoCo) or franka (franky)."""
     task: str = ""
     """Simulated robots: the task to simulate; empty = the model's task."""
     deploy: DeployConfig = field(default_factory=DeployConfig)
