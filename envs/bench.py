@@ -8,12 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+WRIST_SUFFIX = "+wrist"  # a row of the task with the wrist camera as well (PickPlace as its config runs it)
+
 
 def _worker(task: str, image_size: int, steps: int, barrier, out_q) -> None:
     """Step one env with random actions (rendering on) and report steps / s after a shared start."""
     from . import EnvConfig, make_env  # noqa: PLC0415
 
-    env = make_env(task, cfg=EnvConfig(image_size=image_size, terminate_on_success=False))
+    wrist = task.endswith(WRIST_SUFFIX)
+    env = make_env(task.removesuffix(WRIST_SUFFIX),
+                   cfg=EnvConfig(image_size=image_size, terminate_on_success=False, wrist_camera=wrist))
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     for _ in range(5):  # warm up the renderer
@@ -43,16 +47,20 @@ def steps_per_s(task: str, workers: int, steps: int, image_size: int = 84) -> fl
 
 def bench_envs(tasks: list[str], workers: list[int], steps: int = 1000, image_size: int = 84,
                repeats: int = 3) -> list[dict]:
-    """Median steps/s per (task, workers), measured side by side in one run; prints a table."""
+    """Median steps/s per (task, workers), measured side by side in one run; prints a table with the ratio of the
+    most workers to one. PickPlace also gets a row with the wrist camera (front + wrist, as its task config runs)."""
     rows = []
-    print(f"{'task':<18}" + "".join(f"{f'{w} worker(s)':>16}" for w in workers) + "   (env steps/s, median of"
-          f" {repeats}, {image_size}x{image_size} camera)")
-    for task in tasks:
+    scaling = len(workers) > 1 and 1 in workers
+    print(f"{'task':<18}" + "".join(f"{f'{w} worker(s)':>16}" for w in workers)
+          + (f"{f'{max(workers)} vs 1':>10}" if scaling else "")
+          + f"   (env steps/s, median of {repeats}, {image_size}x{image_size} front camera)")
+    for task in [t for name in tasks for t in ([name, name + WRIST_SUFFIX] if name == "pickplace" else [name])]:
         row: dict = {"task": task}
         for w in workers:
             row[w] = float(np.median([steps_per_s(task, w, steps, image_size) for _ in range(repeats)]))
         rows.append(row)
-        print(f"{task:<18}" + "".join(f"{row[w]:>16.0f}" for w in workers), flush=True)
+        ratio = f"{row[max(workers)] / row[1]:>9.2f}x" if scaling else ""
+        print(f"{task:<18}" + "".join(f"{row[w]:>16.0f}" for w in workers) + ratio, flush=True)
     ref = next((r for r in rows if r["task"].startswith("fetch")), None)
     if ref is not None:
         for r in rows:

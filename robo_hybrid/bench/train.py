@@ -5,9 +5,9 @@ both alike); every step is timed on its own (batch drawing, augmentation, forwar
 `BCTrainer.train_step`). A stall is a step slower than twice the median step of its configuration.
 
 'original' is the configuration before the faster default: the 3x3 stride-2 conv stem (6 x 6 tokens) at batch 64,
-run through the code of that time: the CoordConv channels concatenated to the batch in NCHW and the random shift
+run through the code of that time: the CoordConv channels concatenated to the batch in NCHW, the random shift
 drawn by torchvision per sample on float images (`_use_original_code` swaps those two methods in, on that trainer's
-own modules only).
+own modules only) and AdamW's per-tensor loop instead of the fused kernel (`_use_original_optimizer`).
 """
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ def _use_original_code(tokenizer: ObservationTokenizer) -> None:
             stem.forward = MethodType(_original_stem_forward, stem)  # type: ignore[method-assign]
 
 
+def _use_original_optimizer(trainer) -> None:
+    """Rebuild the trainer's AdamW (same groups and settings) with the per-tensor loop instead of the fused kernel."""
+    groups = [{k: v for k, v in g.items() if k != "fused"} for g in trainer.optimizer.param_groups]
+    trainer.optimizer = torch.optim.AdamW(groups, fused=False, foreach=False)
+
+
 def _demos(data: str, image_size: int):
     """The demo file when it exists, else synthetic demos at `image_size` (throughput does not depend on content)."""
     from pathlib import Path  # noqa: PLC0415
@@ -105,6 +111,7 @@ def bench_train(bc: BCConfig, policy: PolicyConfig, env: EnvConfig, data: str = 
             trainers[name] = BCTrainer(b, p, demos.task, env, f"{tmp}/{name}", demos=demos)
             if name == "original":
                 _use_original_code(trainers[name].policy.tokenizer)
+                _use_original_optimizer(trainers[name])
             for _ in range(warmup):
                 trainers[name].train_step()
         per_round = max(1, steps // rounds)

@@ -108,7 +108,10 @@ def make_optimizer(policy: torch.nn.Module, cfg: BCConfig) -> torch.optim.AdamW:
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.betas[0], cfg.betas[1]))
+    # fused: one kernel over all ~50 small tensors instead of ~10 ops each per step (CPU and CUDA; the per-tensor
+    # loop was a tenth of a BC step on CPU)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.betas[0], cfg.betas[1]), fused=fused)
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -282,7 +285,7 @@ class BCTrainer:
         clip = self.bc.max_grad_norm if self.bc.max_grad_norm > 0 else float("inf")
         self.scaler.scale(loss).backward()  # DDP: gradients averaged over ranks here
         self.scaler.unscale_(self.optimizer)  # clip the true gradients
-        metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip))
+        metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip, foreach=True))
         self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed
         self.scaler.update()
         self.step += 1

@@ -45,3 +45,17 @@ def test_original_code_computes_the_same_policy_and_touches_only_its_own_modules
     torch.manual_seed(1)
     shifted = policy(obs).mean  # the original per-sample torchvision shift runs in training mode
     assert not torch.allclose(shifted, ref)
+
+
+def test_original_optimizer_keeps_the_groups_and_drops_the_fused_kernel():
+    from robo_hybrid.bench.train import _use_original_optimizer
+    from robo_hybrid.training.bc import make_optimizer
+
+    policy = MultimodalPolicy(_tiny(), make_synthetic_demos(1, 2, image_size=32).spec)
+    trainer = type("T", (), {})()
+    trainer.optimizer = make_optimizer(policy, BCConfig(weight_decay=0.1))
+    assert all(g["fused"] for g in trainer.optimizer.param_groups)
+    _use_original_optimizer(trainer)
+    groups = trainer.optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0] and not any(g["fused"] for g in groups)
+    assert sum(len(g["params"]) for g in groups) == len(list(policy.parameters()))
