@@ -1,4 +1,5 @@
-"""Intel RealSense colour stream (pyrealsense2): a device by serial, or a recorded .bag file played back.
+"""Intel RealSense colour stream (pyrealsense2): a device by serial, or a recording (.bag, or .db3 from
+librealsense >= 2.57) played back. pyrealsense2 also needs the host's libusb-1.0.
 
 Capture stamps: the frame's own timestamp is on the camera's clock, so the stamp is time.monotonic() when the
 frameset arrived (librealsense delivers within about a frame period of exposure).
