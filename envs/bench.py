@@ -45,6 +45,11 @@ def steps_per_s(task: str, workers: int, steps: int, image_size: int = 84) -> fl
     return float(sum(rates))
 
 
+def bench_rows(tasks: list[str]) -> list[str]:
+    """The rows to time: every task, and PickPlace once more with its wrist camera (`pickplace+wrist`)."""
+    return [t for name in tasks for t in ([name, name + WRIST_SUFFIX] if name == "pickplace" else [name])]
+
+
 def bench_envs(tasks: list[str], workers: list[int], steps: int = 1000, image_size: int = 84,
                repeats: int = 3) -> list[dict]:
     """Median steps/s per (task, workers), measured side by side in one run; prints a table with the ratio of the
@@ -54,7 +59,7 @@ def bench_envs(tasks: list[str], workers: list[int], steps: int = 1000, image_si
     print(f"{'task':<18}" + "".join(f"{f'{w} worker(s)':>16}" for w in workers)
           + (f"{f'{max(workers)} vs 1':>10}" if scaling else "")
           + f"   (env steps/s, median of {repeats}, {image_size}x{image_size} front camera)")
-    for task in [t for name in tasks for t in ([name, name + WRIST_SUFFIX] if name == "pickplace" else [name])]:
+    for task in bench_rows(tasks):
         row: dict = {"task": task}
         for w in workers:
             row[w] = float(np.median([steps_per_s(task, w, steps, image_size) for _ in range(repeats)]))
