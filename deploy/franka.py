@@ -38,6 +38,10 @@ GRIPPER_SPEED_M_S = 0.05
 GRASP_FORCE_N = 40.0
 GRIPPER_POLL_S = 0.02
 STALE_STATE_S = 0.1  # franky's robot time not advancing for this long: the link is gone
+# An action is a pose target, not a velocity: franky itself keeps the arm under its velocity limit. The declared
+# speed bounds how far a target may lead the measured pose: this many control periods at the arm's top speed
+# (a lead of 1 would scale down the 2 cm targets the FR3 env trains with, and the arm would crawl).
+TARGET_LEAD_PERIODS = 3.0
 
 
 def _franky():
@@ -106,7 +110,7 @@ class FrankaRobot(Robot):
 
     @property
     def limits(self) -> RobotLimits:
-        """This driver's workspace, franky's translation velocity limit x the dynamics factor, soft joint limits."""
+        """This driver's workspace, the target lead (franky's velocity limit x factor x lead), soft joint limits."""
         low = tuple(q + JOINT_MARGIN_RAD for q in FR3_Q_LOW_RAD)
         high = tuple(q - JOINT_MARGIN_RAD for q in FR3_Q_HIGH_RAD)
         return RobotLimits(tuple(self._ws_low), tuple(self._ws_high), self._speed_m_s, low, high)  # type: ignore[arg-type]
@@ -124,7 +128,8 @@ class FrankaRobot(Robot):
             else:  # explicit re-arm: the only place errors are recovered
                 self._arm.recover_from_errors()
             self._arm.relative_dynamics_factor = self.dynamics_factor
-            self._speed_m_s = float(self._arm.translation_velocity_limit.get()) * self.dynamics_factor
+            v_max = float(self._arm.translation_velocity_limit.get()) * self.dynamics_factor
+            self._speed_m_s = v_max * TARGET_LEAD_PERIODS
             self._quat = np.asarray(self._arm.current_pose.end_effector_pose.quaternion, float)  # hold this tool pose
             if self._use_gripper and self._gripper is None:
                 self._gripper = (self._gripper_factory or franky.Gripper)(self.host)

@@ -20,7 +20,7 @@ import pytest
 franky = pytest.importorskip("franky", reason="robot=franka needs franky-control ([dev] installs it)")
 franky_sim = pytest.importorskip("franky_sim", reason="the franka tests run against franky-sim ([dev] installs it)")
 
-from robo_hybrid.deploy.franka import FrankaRobot  # noqa: E402
+from robo_hybrid.deploy.franka import TARGET_LEAD_PERIODS, FrankaRobot  # noqa: E402
 from robo_hybrid.deploy.loop import Controller, LoopConfig  # noqa: E402
 from robo_hybrid.deploy.policy import CallablePolicy  # noqa: E402
 from robo_hybrid.deploy.run import latch_reason, run_deploy  # noqa: E402
@@ -109,7 +109,8 @@ def test_connect_and_read_state(server, fr3_spec):
         np.testing.assert_allclose(proprio[:7], (0.0, 0.0, 0.0, -1.57, 0.0, 1.57, 0.785), atol=0.01)  # start pose
         np.testing.assert_allclose(proprio[14:17], (0.554, 0.0, 0.521), atol=0.01)  # franky's tcp, = our env's
         assert 0.0 < proprio[17] <= 0.08  # gripper width from the poller
-        assert robot.limits.max_ee_speed_m_s == pytest.approx(1.7 * robot.dynamics_factor)  # franky's limit x factor
+        # franky's translation limit x factor x the target lead
+        assert robot.limits.max_ee_speed_m_s == pytest.approx(1.7 * robot.dynamics_factor * TARGET_LEAD_PERIODS)
     finally:
         robot.close()
 
