@@ -2,7 +2,9 @@
 
     robo-hybrid train algo=ppo task=pickplace checkpoint=runs/pickplace_bc_default_s0 algo.time_budget_s=1800
 
-The actor starts from a BC checkpoint (`checkpoint=`) or from scratch (`checkpoint=` empty: policy.* config).
+The actor starts from a BC checkpoint (`checkpoint=`) or from scratch (`checkpoint=` empty: policy.* config, then
+always finetune=full). algo.finetune=residual (default) trains a bounded residual head on the frozen BC policy
+(robo_hybrid/rl/residual.py); its checkpoints hold the base as the policy file plus residual.safetensors beside it.
 Writes into run_dir: checkpoints/ (the BC format: `robo-hybrid eval` / `export` read them), ppo_state/ (critic,
 optimizers, ... for resume=true), metrics.jsonl, tb/, the learning-curve PNGs, reward_model.safetensors.
 """
