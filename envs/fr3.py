@@ -31,9 +31,10 @@ from .randomize import Randomizer  # noqa: E402
 MAX_EE_DELTA_M = 0.02  # per control step at |action| = 1
 WORKSPACE_LOW_M = (0.3, -0.3, 0.015)
 WORKSPACE_HIGH_M = (0.75, 0.3, 0.55)
-# libfranka's Cartesian translation limits for FR3/Panda (m/s, m/s^2); franky scales them by its dynamics factor.
-FR3_MAX_TRANSLATION_VEL_M_S = 3.0
-FR3_MAX_TRANSLATION_ACC_M_S2 = 9.0
+# franky 2.0's default Cartesian translation limits (Robot.translation_velocity_limit / _acceleration_limit, read
+# from the robot; franky-sim reports the same), which franky scales by the dynamics factor (m/s, m/s^2).
+FR3_MAX_TRANSLATION_VEL_M_S = 1.7
+FR3_MAX_TRANSLATION_ACC_M_S2 = 13.0
 DEFAULT_DYNAMICS_FACTOR = 0.15
 GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand
 GRIPPER_SPEED_M_S = 0.05  # franky-sim's hand velocity limit per finger (FRANKA_HAND_VELOCITY_LIMIT)
