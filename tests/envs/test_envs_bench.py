@@ -32,4 +32,4 @@ def test_pickplace_gets_a_front_and_wrist_row_that_renders_both_cameras():
 
     q = Queue()
     _worker("pickplace+wrist", 32, 3, Now(), q)  # runs the env with both cameras (an unknown task would raise)
-    assert len(q) == 1 and q[0] > 0
+    assert len(q) == 1 and q[0][1] > q[0][0]  # (start, end) on the shared monotonic clock
