@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 from policy_testlib import random_obs, tiny_cfg
 
 from robo_hybrid.policy import HISTORY_MASK_KEY, MultimodalPolicy
 
 
-def test_as_onnx_with_history_chunk_and_wrist_camera(spec32_wrist, tmp_path):
-    policy = MultimodalPolicy(tiny_cfg(history=2, chunk_size=3), spec32_wrist)
+@pytest.mark.parametrize("encoder", ["conv", "patch"])
+def test_as_onnx_with_history_chunk_and_wrist_camera(spec32_wrist, tmp_path, encoder):
+    policy = MultimodalPolicy(tiny_cfg(history=2, chunk_size=3, image_encoder=encoder), spec32_wrist)
     policy.action_normalizer.set_stats(np.full(4, 0.2), np.full(4, 3.0))  # wide std: outputs hit the clip
     policy.train()  # the wrapper must still run in eval mode (no augmentation in the graph)
     wrapper = policy.as_onnx()
