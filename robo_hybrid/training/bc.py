@@ -203,7 +203,7 @@ class BCTrainer:
                 f"{self.run_dir} already holds checkpoints; pass resume=true to continue it, or set run_dir=<new dir>"
             )
         if found is None and self.resume:
-            log.info("resume=true but %s has no checkpoint: starting from scratch", self.ckpt_root)
+            print(f"[train] resume=true but {self.ckpt_root} has no checkpoint: starting from step 0", flush=True)
         return found
 
     def _check_demos(self, demos: Any) -> None:
@@ -244,7 +244,8 @@ class BCTrainer:
         torch.set_rng_state(_unb64(state["torch_rng"]))
         self.sampler.set_state(_unb64(state["sampler_rng"]))
         self.step, self.best_success = int(state["step"]), float(state.get("best_success", -1.0))
-        log.info("resumed from %s at step %d", ckpt_dir, self.step)
+        if self.dist.is_main:  # resume=true says where it continues from
+            print(f"[train] resumed {ckpt_dir} at step {self.step} of {self.bc.steps}", flush=True)
 
     def save(self) -> Path | None:
         """Checkpoint the current step (weights, optimizer, RNG, config, spec) and refresh the curves (rank 0)."""

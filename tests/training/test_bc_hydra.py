@@ -101,10 +101,13 @@ def test_train_refuses_demos_of_another_task_or_image_size(demo_file, tmp_path):
         train_bc(compose_config(overrides))
 
 
-def test_existing_run_needs_resume(demo_file, tmp_path):
+def test_existing_run_needs_resume(demo_file, tmp_path, capsys):
     path, _ = demo_file
     overrides = ["experiment=smoke", f"data={path}", f"run_dir={tmp_path}/run"]
     train_bc(compose_config(overrides))
     with pytest.raises(FileExistsError, match="resume=true"):
         train_bc(compose_config(overrides))
+    capsys.readouterr()
     assert train_bc(compose_config([*overrides, "resume=true", "algo.steps=3"])).step == 3
+    out = capsys.readouterr().out
+    assert "[train] resumed" in out and "at step 2 of 3" in out  # the smoke run stopped at its 2 steps
