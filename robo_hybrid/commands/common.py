@@ -47,7 +47,8 @@ def checkpoint_task(cfg: Config) -> str:
 def load_checkpoint(cfg: Config, args: list[str]):
     """(policy, env config) of cfg.checkpoint, checked against the env its own training config describes.
 
-    A task= on the command line that differs from the checkpoint's task is an error, never silently ignored.
+    A residual PPO run's checkpoint is its frozen base with the residual head (what it was evaluated as); a task= on
+    the command line that differs from the checkpoint's task is an error, never silently ignored.
     """
     from omegaconf import OmegaConf  # noqa: PLC0415
 
@@ -71,4 +72,6 @@ def load_checkpoint(cfg: Config, args: list[str]):
     finally:
         env.close()
     cfg.task.name = task
-    return policy, env_cfg
+    from robo_hybrid.rl.residual import load_residual  # noqa: PLC0415
+
+    return load_residual(cfg.checkpoint, policy), env_cfg

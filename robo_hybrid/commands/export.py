@@ -57,9 +57,6 @@ def export(cfg: Config, policy, out: Path) -> dict:
 def main(args: list[str]) -> int:
     """Export cfg.checkpoint to cfg.out (default policy.onnx)."""
     cfg = load_config(args)
-    policy, _ = load_checkpoint(cfg, args)
-    from robo_hybrid.rl.residual import load_residual  # noqa: PLC0415
-
-    policy = load_residual(cfg.checkpoint, policy)  # a residual PPO run: base + residual as one graph
+    policy, _ = load_checkpoint(cfg, args)  # a residual PPO run: base + residual, exported as one graph
     export(cfg, policy, Path(cfg.out or "policy.onnx"))
     return 0

@@ -159,6 +159,12 @@ def test_residual_ppo_run_saves_base_and_head_and_exports_them(compose_ppo, bc_c
     res2 = train_ppo(compose_ppo(run, f"checkpoint={bc_checkpoint}", "algo.iterations=3", "algo.critic_warmup_iters=0",
                                  "algo.finetune=residual", "resume=true"))
     assert res2.iterations == 3 and isinstance(res2.policy, ResidualPolicy)
+    # `eval` and `export` act on what the run trained: the base with its residual head
+    from robo_hybrid.commands.common import load_checkpoint
+    from robo_hybrid.config import to_dataclass
+
+    cfg = to_dataclass(compose_ppo(tmp_path / "unused", f"checkpoint={run}"))
+    assert isinstance(load_checkpoint(cfg, [f"checkpoint={run}"])[0], ResidualPolicy)
 
 
 @pytest.mark.parametrize("bad", [{"scale": 0.1, "scale_init": 0.2}, {"init_std": 0.0}])
