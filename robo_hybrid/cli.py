@@ -20,7 +20,7 @@ training side (Hydra overrides, e.g. task=pickplace algo.steps=6000):
   eval                evaluate a checkpoint on held-out seeds (checkpoint=... eval.episodes=...)
   export              export a checkpoint to ONNX (checkpoint=... out=policy.onnx)
   ablate              PPO ablation table from one BC checkpoint (ablation.variants=[...])
-  bench envs|latency|learn
+  bench envs|latency|learn|train|rl
                       benchmarks that print figures (bench.<name>.* settings)
 robot side (no torch, no Hydra):
   deploy              run the torch-free controller loop (model=policy.onnx robot=sim|sim_server|mock)

@@ -1,7 +1,7 @@
-"""`robo-hybrid bench envs|latency|learn|loop [key=value ...]`: benchmarks that print figures.
+"""`robo-hybrid bench envs|latency|learn|train|rl|loop [key=value ...]`: benchmarks that print figures.
 
-envs, latency and learn take Hydra overrides (their settings: bench.envs.*, bench.latency.*, bench.learn.*);
-loop is the robot-side controller-loop bench (no torch, no Hydra).
+envs, latency, learn, train and rl take Hydra overrides (their settings: bench.<name>.*); loop is the robot-side
+controller-loop bench (no torch, no Hydra).
 """
 
 from __future__ import annotations
