@@ -14,11 +14,11 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from robo_hybrid.constants import TASK_IDS  # noqa: E402
-from robo_hybrid.spec import assemble_proprio  # noqa: E402
 
 from . import rewards  # noqa: E402
-from .common import PRIVILEGED_DIM, EnvConfig, build_io_spec, image_keys, spaces_from_spec  # noqa: E402
+from .common import PRIVILEGED_DIM, EnvConfig, build_io_spec, spaces_from_spec  # noqa: E402
 from .randomize import Randomizer  # noqa: E402
+from .scene import MujocoScene  # noqa: E402
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 ARM_JOINTS = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
@@ -83,7 +83,7 @@ def rotation_error(r_current: np.ndarray, r_target: np.ndarray) -> np.ndarray:
     return vel
 
 
-class ArmEnv(gym.Env):
+class ArmEnv(MujocoScene, gym.Env):
     """One rh6 task. Observation: image(s), proprio, goal (policy) and privileged (critic only)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
@@ -251,40 +251,3 @@ class ArmEnv(gym.Env):
         q = self.data.qpos[self._obj_qadr : self._obj_qadr + 7]
         v = self.data.qvel[self._obj_dadr : self._obj_dadr + 6]
         return np.concatenate([q, v]).astype(np.float32)
-
-    def get_state(self) -> np.ndarray:
-        """Flat simulator state (time, qpos, qvel) for the demo files' `states`."""
-        return np.concatenate([[self.data.time], self.data.qpos, self.data.qvel]).astype(np.float64)
-
-    def _obs(self) -> dict[str, np.ndarray]:
-        d = self.data
-        obs = {
-            "proprio": assemble_proprio(
-                d.qpos[self._arm_qadr], d.qvel[self._arm_dadr], d.site_xpos[self._tcp], self.gripper_opening_m
-            ),
-            "goal": self.goal.astype(np.float32),
-            "privileged": self.privileged_state(),
-        }
-        cams = {"image": self.cfg.camera, "image_wrist": "wrist"}
-        for key in image_keys(self.cfg):
-            obs[key] = self._camera_image(cams[key])
-        return obs
-
-    def _camera_image(self, camera: str) -> np.ndarray:
-        n = self.cfg.image_size
-        if not self.cfg.render:
-            return np.zeros((n, n, 3), np.uint8)
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, n, n)
-        self._renderer.update_scene(self.data, camera=camera)
-        return self._renderer.render().copy()
-
-    def render(self):
-        """The policy camera image (rgb_array)."""
-        return self._camera_image(self.cfg.camera)
-
-    def close(self) -> None:
-        """Free the renderer (its GL context)."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None

@@ -21,12 +21,12 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from robo_hybrid.constants import TASK_IDS  # noqa: E402
-from robo_hybrid.spec import assemble_proprio  # noqa: E402
 
 from . import rewards  # noqa: E402
-from .common import PRIVILEGED_DIM, EnvConfig, build_io_spec, image_keys, spaces_from_spec  # noqa: E402
+from .common import PRIVILEGED_DIM, EnvConfig, build_io_spec, spaces_from_spec  # noqa: E402
 from .fr3_scene import CUBE_HALF_M, FINGER_JOINTS, FR3_JOINTS, HOME_Q_RAD, build_scene_xml  # noqa: E402
 from .randomize import Randomizer  # noqa: E402
+from .scene import MujocoScene  # noqa: E402
 
 MAX_EE_DELTA_M = 0.02  # per control step at |action| = 1
 WORKSPACE_LOW_M = (0.3, -0.3, 0.015)
@@ -106,7 +106,7 @@ class CartesianTrajectory:
         return self.pos
 
 
-class FR3Env(gym.Env):
+class FR3Env(MujocoScene, gym.Env):
     """One FR3 task. Observation: image(s), proprio (7 joints, tcp, opening), goal (policy); privileged (critic)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
@@ -292,39 +292,3 @@ class FR3Env(gym.Env):
         q = self.data.qpos[self._obj_qadr : self._obj_qadr + 7]
         v = self.data.qvel[self._obj_dadr : self._obj_dadr + 6]
         return np.concatenate([q, v]).astype(np.float32)
-
-    def get_state(self) -> np.ndarray:
-        """Flat simulator state (time, qpos, qvel) for the demo files' `states`."""
-        return np.concatenate([[self.data.time], self.data.qpos, self.data.qvel]).astype(np.float64)
-
-    def _obs(self) -> dict[str, np.ndarray]:
-        d = self.data
-        obs = {
-            "proprio": assemble_proprio(d.qpos[self._arm_qadr], d.qvel[self._arm_dadr], self.tcp_pos,
-                                        self.gripper_opening_m),  # fmt: skip
-            "goal": self.goal.astype(np.float32),
-            "privileged": self.privileged_state(),
-        }
-        cams = {"image": self.cfg.camera, "image_wrist": "wrist"}
-        for key in image_keys(self.cfg):
-            obs[key] = self._camera_image(cams[key])
-        return obs
-
-    def _camera_image(self, camera: str) -> np.ndarray:
-        n = self.cfg.image_size
-        if not self.cfg.render:
-            return np.zeros((n, n, 3), np.uint8)
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, n, n)
-        self._renderer.update_scene(self.data, camera=camera)
-        return self._renderer.render().copy()
-
-    def render(self):
-        """The policy camera image (rgb_array)."""
-        return self._camera_image(self.cfg.camera)
-
-    def close(self) -> None:
-        """Free the renderer (its GL context)."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
