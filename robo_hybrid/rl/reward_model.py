@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from robo_hybrid.constants import HISTORY_MASK_KEY
+from robo_hybrid.fileio import atomic_write_bytes
 from robo_hybrid.policy.normalizer import Normalizer
 from robo_hybrid.policy.tokenizer import ObservationTokenizer, TokenizerConfig
 from robo_hybrid.policy.transformer import Encoder, init_weights
@@ -187,15 +187,11 @@ def check_architecture(path: str | os.PathLike, cfg: RewardModelConfig, spec: IO
 
 def save_reward_model(path: str | os.PathLike, model: RewardModel) -> None:
     """safetensors weights + config + I/O spec in the metadata, written atomically."""
-    from safetensors.torch import save_file  # noqa: PLC0415
+    from safetensors.torch import save  # noqa: PLC0415
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"kind": "reward_model", "config": json.dumps(asdict(model.cfg)),
-                                         "io_spec": model.spec.to_json()})
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save(state, metadata={"kind": "reward_model", "config": json.dumps(asdict(model.cfg)),
+                                                   "io_spec": model.spec.to_json()}))
 
 
 def load_reward_model(path: str | os.PathLike, expect_spec: IOSpec | None = None) -> RewardModel:
