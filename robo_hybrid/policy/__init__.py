@@ -3,8 +3,7 @@
 from robo_hybrid.constants import HISTORY_MASK_KEY
 
 from .config import PolicyConfig
-from .export_wrapper import ExportWrapper
-from .model import AUX_TARGET_KEY, HeadOutputs, MultimodalPolicy, obs_to_torch, policy_summary
+from .model import AUX_TARGET_KEY, ExportWrapper, HeadOutputs, MultimodalPolicy, obs_to_torch, policy_summary
 from .normalizer import Normalizer
 from .tokenizer import ObservationTokenizer, TokenizerConfig
 

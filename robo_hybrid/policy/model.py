@@ -12,7 +12,8 @@ sent to the env is clipped to the spec's bounds ([-1, 1]). PPO stores the unclip
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+import copy
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,11 +29,9 @@ from .normalizer import Normalizer
 from .tokenizer import ObservationTokenizer, TokenizerConfig
 from .transformer import Encoder, init_weights
 
-if TYPE_CHECKING:
-    from .export_wrapper import ExportWrapper
-
 AUX_TARGET_KEY = "aux_target"  # training batches: the privileged state at t, a BC target (never a policy input)
-__all__ = ["AUX_TARGET_KEY", "HISTORY_MASK_KEY", "HeadOutputs", "MultimodalPolicy", "obs_to_torch", "policy_summary"]
+__all__ = ["AUX_TARGET_KEY", "HISTORY_MASK_KEY", "ExportWrapper", "HeadOutputs", "MultimodalPolicy", "obs_to_torch",
+           "policy_summary"]
 
 
 class HeadOutputs(NamedTuple):
@@ -250,8 +249,6 @@ class MultimodalPolicy(nn.Module):
 
     def as_onnx(self) -> ExportWrapper:
         """A copy wrapped for export: forward(*raw inputs in `input_names` order) -> action [, action_chunk]."""
-        from .export_wrapper import ExportWrapper  # noqa: PLC0415  (the wrapper module imports this one)
-
         return ExportWrapper(self)
 
 
@@ -297,3 +294,48 @@ def policy_summary(policy: MultimodalPolicy) -> dict:
         "chunk_size": cfg.chunk_size,
         "inputs": list(policy.spec.policy_keys),
     }
+
+
+class ExportWrapper(nn.Module):
+    """Export wrapper (cf. rsl_rl as_onnx): raw sensors in, clipped deterministic actions out.
+
+    Inputs are positional in `input_names` order (the spec's policy keys, plus `history_mask` (B, K) bool when
+    history > 1); outputs are `output_names`. Normalizers travel inside the graph.
+    """
+
+    def __init__(self, policy: MultimodalPolicy) -> None:
+        super().__init__()
+        self.policy = copy.deepcopy(policy).cpu().eval()
+        self.input_names: tuple[str, ...] = tuple(policy.spec.policy_keys) + (
+            (HISTORY_MASK_KEY,) if policy.cfg.history > 1 else ()
+        )
+        self.output_names: tuple[str, ...] = ("action",) + (
+            ("action_chunk",) if policy.chunk_head is not None else ()
+        )
+        self.eval()
+
+    def train(self, mode: bool = True) -> ExportWrapper:
+        """Always eval mode: exporters restore the wrapper's mode afterwards, which must not enable augmentation."""
+        return super().train(False)
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        """Zero inputs of the right shapes and dtypes, e.g. for `torch.onnx.export`."""
+        K, spec = self.policy.cfg.history, self.policy.spec
+        lead = (batch,) if K == 1 else (batch, K)
+        out = []
+        for name in self.input_names:
+            if name == HISTORY_MASK_KEY:
+                out.append(torch.ones(batch, K, dtype=torch.bool))
+            else:
+                t = spec.obs(name)
+                out.append(torch.zeros(*lead, *t.shape, dtype=getattr(torch, t.dtype)))
+        return tuple(out)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Raw inputs in `input_names` order -> clipped action (B, A) [, clipped chunk (B, H, A)]."""
+        obs = dict(zip(self.input_names, inputs, strict=True))
+        out = self.policy(obs)
+        action = self.policy.clip_action(self.policy.unnormalize_action(out.mean))  # (B, A)
+        if out.chunk is None:
+            return action
+        return action, self.policy.clip_action(self.policy.unnormalize_action(out.chunk))  # (B, H, A)
