@@ -14,19 +14,18 @@ import sys
 import threading
 import time
 
+import franky  # franky-control and franky-sim come with [dev]: missing is a failure, not a skip
+import franky_sim
 import numpy as np
 import pytest
 
-franky = pytest.importorskip("franky", reason="robot=franka needs franky-control ([dev] installs it)")
-franky_sim = pytest.importorskip("franky_sim", reason="the franka tests run against franky-sim ([dev] installs it)")
-
-from robo_hybrid.deploy.franka import TARGET_LEAD_PERIODS, FrankaRobot  # noqa: E402
-from robo_hybrid.deploy.loop import Controller, LoopConfig  # noqa: E402
-from robo_hybrid.deploy.policy import CallablePolicy  # noqa: E402
-from robo_hybrid.deploy.run import latch_reason, run_deploy  # noqa: E402
-from robo_hybrid.deploy.safety import SafetyConfig  # noqa: E402
-from robo_hybrid.envs.fr3_scene import add_materials, add_task_objects  # noqa: E402
-from robo_hybrid.spec import IOSpec, SpecMismatchError  # noqa: E402
+from robo_hybrid.deploy.franka import TARGET_LEAD_PERIODS, FrankaRobot
+from robo_hybrid.deploy.loop import Controller, LoopConfig
+from robo_hybrid.deploy.policy import CallablePolicy
+from robo_hybrid.deploy.run import latch_reason, run_deploy
+from robo_hybrid.deploy.safety import SafetyConfig
+from robo_hybrid.envs.fr3_scene import add_materials, add_task_objects
+from robo_hybrid.spec import IOSpec, SpecMismatchError
 
 SERVER = """
 import sys
@@ -142,7 +141,7 @@ def test_short_episode_through_deploy(server, fr3_spec, tmp_path):
 
 
 def _video(path) -> str:
-    cv2 = pytest.importorskip("cv2")
+    import cv2  # noqa: PLC0415
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 50.0, (48, 48))
     for i in range(200):
         w.write(np.full((48, 48, 3), i % 256, np.uint8))

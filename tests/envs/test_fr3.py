@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-pytest.importorskip("franky_sim", reason="the FR3 tasks load the FR3 model from franky-sim ([dev] installs it)")
-
-from robo_hybrid.envs import TASK_IDS, make_env, make_expert  # noqa: E402
-from robo_hybrid.envs.experts_fr3 import run_expert_episode  # noqa: E402
-from robo_hybrid.envs.fr3 import MAX_EE_DELTA_M, CartesianTrajectory  # noqa: E402
-from robo_hybrid.envs.fr3_scene import FR3_JOINTS, build_scene_xml  # noqa: E402
-from robo_hybrid.spec import IOSpec  # noqa: E402
+from robo_hybrid.envs import TASK_IDS, make_env, make_expert
+from robo_hybrid.envs.experts_fr3 import run_expert_episode
+from robo_hybrid.envs.fr3 import MAX_EE_DELTA_M, CartesianTrajectory
+from robo_hybrid.envs.fr3_scene import FR3_JOINTS, build_scene_xml
+from robo_hybrid.spec import IOSpec
 
 FR3 = ["fr3_reach", "fr3_pickplace"]
 
