@@ -149,16 +149,6 @@ class ArmEnv(MujocoScene, gym.Env):
         return d.qpos[self._arm_qadr].copy()
 
     # ----- kinematics -----
-    @property
-    def tcp_pos(self) -> np.ndarray:
-        """Tool centre point (between the fingertips), world frame, metres."""
-        return self.data.site_xpos[self._tcp].copy()
-
-    @property
-    def gripper_opening_m(self) -> float:
-        """Distance between the finger inner faces, metres."""
-        return float(self.data.qpos[self._finger_qadr].sum())
-
     def _ik_step(self, target_pos: np.ndarray) -> np.ndarray:
         """One damped-least-squares step: joint angles that move the tcp to target_pos, tool down."""
         m, d = self.model, self.data

@@ -18,9 +18,10 @@ def move_toward(tcp: np.ndarray, target: np.ndarray, gain: float = 1.0, max_delt
     return np.clip(gain * (target - tcp) / max_delta_m, -1.0, 1.0)
 
 
-def head_toward(tcp: np.ndarray, target: np.ndarray, gain: float = 1.0) -> np.ndarray:
+def head_toward(tcp: np.ndarray, target: np.ndarray, gain: float = 1.0, max_delta_m: float = MAX_EE_DELTA_M
+                ) -> np.ndarray:
     """Like move_toward, but scaled down as a whole instead of clipped per axis: the tool keeps its heading."""
-    v = gain * (target - tcp) / MAX_EE_DELTA_M
+    v = gain * (np.asarray(target) - tcp) / max_delta_m
     return v / max(1.0, float(np.abs(v).max()))
 
 

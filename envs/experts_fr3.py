@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .experts import GRIP_CLOSE, GRIP_OPEN
+from .experts import head_toward as _head_toward
 from .fr3 import MAX_EE_DELTA_M, FR3Env
 from .fr3_scene import CUBE_HALF_M
 
-GRIP_OPEN, GRIP_CLOSE = 1.0, -1.0
-
 
 def head_toward(tcp: np.ndarray, target: np.ndarray, gain: float = 1.0) -> np.ndarray:
-    """xyz action toward target, scaled down as a whole (not clipped per axis) so the tool keeps its heading."""
-    v = gain * (np.asarray(target) - tcp) / MAX_EE_DELTA_M
-    return v / max(1.0, float(np.abs(v).max()))
+    """experts.head_toward in the FR3's action units."""
+    return _head_toward(tcp, target, gain, MAX_EE_DELTA_M)
 
 
 class FR3ReachExpert:

@@ -171,16 +171,6 @@ class FR3Env(MujocoScene, gym.Env):
         self._jacp, self._jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
 
     # ----- kinematics and low-level control -----
-    @property
-    def tcp_pos(self) -> np.ndarray:
-        """Tool centre point (franky's end-effector frame), world = robot base frame, metres."""
-        return self.data.site_xpos[self._tcp].copy()
-
-    @property
-    def gripper_opening_m(self) -> float:
-        """Finger opening (franky's Gripper.width), metres."""
-        return float(self.data.qpos[self._finger_qadr].sum())
-
     def _ik(self, target_pos: np.ndarray) -> np.ndarray:
         """Damped-least-squares joint target moving the tcp to target_pos, tool down; home posture in the null space."""
         m, d = self.model, self.data

@@ -1,8 +1,8 @@
 """What the MuJoCo task envs share: the observation dict, camera rendering, the flat state and closing.
 
 A task class lists this first among its bases (before gymnasium.Env) and provides what is annotated below:
-`model` / `data`, its EnvConfig `cfg`, the `goal`, its arm joints' qpos / qvel addresses, `tcp_pos`,
-`gripper_opening_m` and `privileged_state()`; its constructor sets `self._renderer = None`.
+`model` / `data`, its EnvConfig `cfg`, the `goal`, its arm joints' qpos / qvel addresses, the tool-centre site id
+`_tcp`, the finger joints' qpos addresses and `privileged_state()`; its constructor sets `self._renderer = None`.
 """
 
 from __future__ import annotations
@@ -26,17 +26,19 @@ class MujocoScene:
     goal: np.ndarray
     _arm_qadr: np.ndarray
     _arm_dadr: np.ndarray
+    _tcp: int
+    _finger_qadr: np.ndarray
     _renderer: Any
 
     @property
     def tcp_pos(self) -> np.ndarray:
-        """Tool centre point, world frame, metres (the task class defines it)."""
-        raise NotImplementedError
+        """Tool centre point (between the fingertips; franky's end-effector frame on the FR3), world frame, metres."""
+        return self.data.site_xpos[self._tcp].copy()
 
     @property
     def gripper_opening_m(self) -> float:
-        """Distance between the fingers (the task class defines it)."""
-        raise NotImplementedError
+        """Distance between the finger inner faces (franky's Gripper.width on the FR3), metres."""
+        return float(self.data.qpos[self._finger_qadr].sum())
 
     def privileged_state(self) -> np.ndarray:
         """Object state for the critic and the reward model (the task class defines it)."""
