@@ -34,6 +34,120 @@ def make_vector_env(task: str, env_cfg: EnvConfig, num_envs: int, vector_env: st
     return AsyncVectorEnv(fns, context=start_method, autoreset_mode=mode, shared_memory=True)
 
 
+def make_grouped_vector_env(task: str, env_cfg: EnvConfig, num_envs: int, groups: int, vector_env: str = "async",
+                            start_method: str = "forkserver") -> gym.vector.VectorEnv:
+    """`num_envs` envs in `groups` vector envs whose sizes differ by at most one (one vector env when groups == 1
+    or num_envs == 1), so a caller can compute one group's next actions while the other groups' workers step."""
+    if groups < 1 or num_envs < 1:
+        raise ValueError(f"num_envs={num_envs} and env_groups={groups} must be >= 1")
+    groups = min(groups, num_envs)
+    if groups == 1:
+        return make_vector_env(task, env_cfg, num_envs, vector_env, start_method)
+    sizes = [num_envs // groups + (i < num_envs % groups) for i in range(groups)]
+    parts: list[gym.vector.VectorEnv] = []
+    try:
+        for size in sizes:
+            parts.append(make_vector_env(task, env_cfg, size, vector_env, start_method))
+    except BaseException:
+        for part in parts:
+            part.close()
+        raise
+    return GroupedVectorEnv(parts)
+
+
+class GroupedVectorEnv(gym.vector.VectorEnv):
+    """Several vector envs behind one VectorEnv API (observations, rewards and infos concatenated in group
+    order; env i of group g is env g * size + i). `send` / `recv` step one group at a time (pipelined stepping);
+    `step` runs every group at once, as one vector env would."""
+
+    def __init__(self, groups: list[gym.vector.VectorEnv]) -> None:
+        first = groups[0]
+        self.groups = groups
+        self.sizes = [g.num_envs for g in groups]
+        self.num_envs = sum(self.sizes)
+        self.single_observation_space = first.single_observation_space
+        self.single_action_space = first.single_action_space
+        self.observation_space = gym.vector.utils.batch_space(first.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(first.single_action_space, self.num_envs)
+        self.metadata = first.metadata
+        self.render_mode = first.render_mode
+        self.closed = False
+        self._pending: dict[int, tuple] = {}
+
+    def slices(self) -> list[slice]:
+        """Env index range of each group."""
+        starts = np.cumsum([0, *self.sizes])
+        return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Reset every group at once; with a seed, env k of the whole set gets seed + k (as in one vector env)."""
+        seeds = [None if seed is None else seed + sl.start for sl in self.slices()]
+        if all(hasattr(g, "reset_async") for g in self.groups):
+            for g, s in zip(self.groups, seeds, strict=True):
+                g.reset_async(seed=s, options=options)  # type: ignore[attr-defined]
+            results = [g.reset_wait() for g in self.groups]  # type: ignore[attr-defined]
+        else:
+            results = [g.reset(seed=s, options=options) for g, s in zip(self.groups, seeds, strict=True)]
+        return _concat_obs([r[0] for r in results]), merge_infos([r[1] for r in results], self.sizes)
+
+    def send(self, group: int, actions: np.ndarray) -> None:
+        """Start one group's step (async workers step in the background; an in-process group steps now)."""
+        g = self.groups[group]
+        if hasattr(g, "step_async"):
+            g.step_async(actions)  # type: ignore[attr-defined]
+        else:
+            self._pending[group] = g.step(actions)
+
+    def recv(self, group: int) -> tuple:
+        """The step results of one group started by `send`."""
+        g = self.groups[group]
+        return g.step_wait() if hasattr(g, "step_async") else self._pending.pop(group)  # type: ignore[attr-defined]
+
+    def step(self, actions: np.ndarray):
+        """All groups step at once (each group's workers in parallel with the others'); results concatenated."""
+        for i, sl in enumerate(self.slices()):
+            self.send(i, actions[sl])
+        results = [self.recv(i) for i in range(len(self.groups))]
+        obs = _concat_obs([r[0] for r in results])
+        rew, term, trunc = (np.concatenate([np.asarray(r[i]) for r in results]) for i in (1, 2, 3))
+        return obs, rew, term, trunc, merge_infos([r[4] for r in results], self.sizes)
+
+    def close(self, **kwargs) -> None:
+        """Close every group (idempotent)."""
+        if self.closed:
+            return
+        for g in self.groups:
+            g.close()
+        self.closed = True
+
+
+def _concat_obs(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+
+def merge_infos(infos: list[dict], sizes: list[int]) -> dict:
+    """Concatenate vector-env info dicts of consecutive env groups; a key one group lacks is filled with zeros
+    (None for object arrays) and its `_key` mask with False, as a single vector env would report it."""
+    keys = list(dict.fromkeys(k for info in infos for k in info))
+    out: dict = {}
+    for k in keys:
+        present = [info[k] for info in infos if k in info]
+        if all(isinstance(v, dict) for v in present):
+            out[k] = merge_infos([info.get(k, {}) for info in infos], sizes)
+            continue
+        like = np.asarray(present[0])
+        rows = []
+        for info, n in zip(infos, sizes, strict=True):
+            if k in info:
+                rows.append(np.asarray(info[k]))
+            else:
+                fill = np.empty((n, *like.shape[1:]), dtype=like.dtype)
+                fill[...] = None if like.dtype == object else 0
+                rows.append(fill)
+        out[k] = np.concatenate(rows)
+    return out
+
+
 class HistoryStacker:
     """Keeps the last K observations of each env: (N, K, ...) arrays, newest last, plus a (N, K) validity mask.
 

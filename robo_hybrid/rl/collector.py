@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import gymnasium as gym
 import numpy as np
 import torch
 
+from robo_hybrid.envs.vector import GroupedVectorEnv
+
 from .ppo import PPO, actor_inputs
-from .residual import ResidualPolicy
-from .rollout import EpisodeTracker, HistoryStacker, stack_final_obs, step_outcome
+from .residual import OnnxBase, ResidualPolicy
+from .rollout import EpisodeTracker, HistoryStacker, pop_episodes, stack_final_obs, step_outcome
 from .shaping import PotentialShaper, reward_terms, total_reward
 from .storage import RolloutStorage
 
@@ -18,31 +22,67 @@ def to_torch(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torc
     return {k: torch.as_tensor(np.asarray(v), device=device) for k, v in obs.items()}
 
 
+@dataclass
+class Lane:
+    """One env group's share of the rollout: its env rows, history window, episode statistics and shaper."""
+
+    group: int
+    rows: slice
+    stacker: HistoryStacker
+    tracker: EpisodeTracker
+    shaper: PotentialShaper | None
+    privileged: dict[str, np.ndarray] = field(default_factory=dict)
+    pending: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+    """Observation and actor outputs of the step the lane's workers are running now."""
+
+
 class RolloutCollector:
-    """Owns the training vector env's current observations and the actor's history window."""
+    """Owns the training vector env's current observations and the actor's history window.
+
+    With a GroupedVectorEnv (algo.env_groups > 1) the rollout is pipelined over its groups: while one group's
+    workers step and render, the learner records the other group's step and computes its next actions. Every
+    env still acts on its own current observation with the same (frozen during the rollout) policy, so the
+    batch is the one a single vector env would give; only the waiting is overlapped.
+    """
 
     def __init__(self, envs: gym.vector.VectorEnv, ppo: PPO, seed: int, shaper: PotentialShaper | None = None) -> None:
-        self.envs, self.ppo, self.seed, self.shaper = envs, ppo, seed, shaper
+        self.envs, self.ppo, self.seed = envs, ppo, seed
+        self.grouped = envs if isinstance(envs, GroupedVectorEnv) else GroupedVectorEnv([envs])
         self.num_envs = envs.num_envs
         spec = ppo.actor.spec
         self.policy_keys, self.privileged_keys = tuple(spec.policy_keys), tuple(spec.privileged_keys)
-        self.stacker = HistoryStacker(ppo.actor.cfg.history, self.policy_keys)
-        self.tracker = EpisodeTracker(self.num_envs)
-        self.privileged: dict[str, np.ndarray] = {}
+        history = ppo.actor.cfg.history
+        self.lanes = [
+            Lane(i, rows, HistoryStacker(history, self.policy_keys), EpisodeTracker(rows.stop - rows.start),
+                 None if shaper is None else (shaper if i == 0 else shaper.copy()))
+            for i, rows in enumerate(self.grouped.slices())
+        ]
+        self.onnx_base = None
+        actor = ppo.actor
+        if isinstance(actor, ResidualPolicy) and ppo.cfg.base_runtime == "onnx" and ppo.device.type == "cpu":
+            self.onnx_base = OnnxBase(actor.base)
         self.started = False
 
     def start(self) -> None:
         """Reset every env (seeds seed .. seed + N - 1); later episodes continue each env's RNG stream."""
         obs, _ = self.envs.reset(seed=self.seed)
-        self.stacker.reset(obs)
-        self.privileged = {k: np.asarray(obs[k]) for k in self.privileged_keys}
-        if self.shaper is not None:
-            self.shaper.reset(obs)
+        for lane in self.lanes:
+            part = {k: np.asarray(v)[lane.rows] for k, v in obs.items()}
+            lane.stacker.reset(part)
+            lane.privileged = {k: part[k] for k in self.privileged_keys}
+            if lane.shaper is not None:
+                lane.shaper.reset(part)
+            lane.pending = None
         self.started = True
+
+    @staticmethod
+    def _lane_obs(lane: Lane) -> dict[str, np.ndarray]:
+        return {**lane.stacker.current(), **lane.privileged}
 
     def storage_obs(self) -> dict[str, np.ndarray]:
         """What the storage keeps per step: the actor's (stacked) policy keys + the current privileged state."""
-        return {**self.stacker.current(), **self.privileged}
+        parts = [self._lane_obs(lane) for lane in self.lanes]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def example_obs(self) -> dict[str, np.ndarray]:
         """Current storage observation (shapes / dtypes for allocating the storage), base cache included."""
@@ -57,54 +97,75 @@ class RolloutCollector:
         actor = self.ppo.actor
         if not isinstance(actor, ResidualPolicy):
             return {}
-        return actor.base_cache(actor_inputs(obs_t, actor.base))
+        inputs = actor_inputs(obs_t, actor.base)
+        return self.onnx_base(inputs) if self.onnx_base is not None else actor.base_cache(inputs)
+
+    def _act(self, lane: Lane, stds: list[torch.Tensor]) -> None:
+        """The lane's next actions from its current observations; its workers start stepping them."""
+        obs_t = to_torch(self._lane_obs(lane), self.ppo.device)
+        obs_t.update(self._base_cache(obs_t))
+        # acting needs no critic: V(s_t) of the whole batch is computed in one pass after the rollout
+        out = self.ppo.act(obs_t, values=False)
+        stds.append(out["std"].sum(0).cpu())  # summed over the lane's envs; averaged over all after the rollout
+        actions = self.ppo.actor.clip_action(out["actions"]).cpu().numpy().astype(np.float32)
+        self.grouped.send(lane.group, actions)
+        lane.pending = (obs_t, out)
+
+    def _record(self, lane: Lane, t: int, storage: RolloutStorage, sums: dict[str, float]) -> None:
+        """Wait for the lane's step, compose its reward, write row t of its envs into the storage."""
+        assert lane.pending is not None
+        obs_t, out = lane.pending
+        ppo, dev = self.ppo, self.ppo.device
+        next_obs, reward, terminated, truncated, info = self.grouped.recv(lane.group)
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+        done = terminated | truncated
+        success, env_terms = step_outcome(info, done)
+        final_idx, final_obs = stack_final_obs(info, done)
+        final_values = self._bootstrap_values(final_idx, final_obs, truncated & ~terminated)
+        shaping = (lane.shaper.step(next_obs, terminated, truncated, final_idx, final_obs)
+                   if lane.shaper is not None else None)
+        intrinsic = self._intrinsic(next_obs, final_idx, final_obs)
+        terms = reward_terms(np.asarray(reward), shaping, intrinsic)
+        total = total_reward(terms, {"intrinsic": ppo.cfg.rnd.coef})
+        storage.write(t, lane.rows, obs_t, out["actions"], out["log_probs"], out["values"],
+                      torch.as_tensor(total, dtype=torch.float32, device=dev),
+                      torch.as_tensor(terminated, dtype=torch.float32, device=dev),
+                      torch.as_tensor(truncated, dtype=torch.float32, device=dev),
+                      final_values.to(dev),
+                      (out["bc_mean"], out["bc_log_std"]) if "bc_mean" in out else None)
+        lane.tracker.step(np.asarray(reward, np.float64), done, success)
+        lane.stacker.push(next_obs, done)
+        lane.privileged = {k: np.asarray(next_obs[k]) for k in self.privileged_keys}
+        share = len(done) / self.num_envs  # lanes' means weighted by their env counts
+        for name, v in terms.items():
+            sums[f"reward/{name}"] = sums.get(f"reward/{name}", 0.0) + share * float(v.mean())
+        for name, v in env_terms.items():  # each weighted term of the env's reward (envs/rewards.py)
+            sums[f"reward_terms/{name}"] = sums.get(f"reward_terms/{name}", 0.0) + share * float(v.mean())
+        lane.pending = None
 
     @torch.no_grad()
     def collect(self, storage: RolloutStorage) -> dict[str, float]:
         """Fill `storage` with num_steps vectorized steps, then GAE; returns rollout statistics."""
         if not self.started:
             self.start()
-        ppo, dev = self.ppo, self.ppo.device
+        ppo, dev, T = self.ppo, self.ppo.device, storage.num_steps
         sums: dict[str, float] = {}
         stds: list[torch.Tensor] = []
-        for _ in range(storage.num_steps):
-            obs_t = to_torch(self.storage_obs(), dev)
-            obs_t.update(self._base_cache(obs_t))
-            # acting needs no critic: V(s_t) of the whole batch is computed in one pass after the rollout
-            out = ppo.act(obs_t, values=False)
-            stds.append(out["std"].mean(0).cpu())
-            actions = ppo.actor.clip_action(out["actions"]).cpu().numpy().astype(np.float32)
-            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-            terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
-            done = terminated | truncated
-            success, env_terms = step_outcome(info, done)
-            final_idx, final_obs = stack_final_obs(info, done)
-            final_values = self._bootstrap_values(final_idx, final_obs, truncated & ~terminated)
-            shaping = (self.shaper.step(next_obs, terminated, truncated, final_idx, final_obs)
-                       if self.shaper is not None else None)
-            intrinsic = self._intrinsic(next_obs, final_idx, final_obs)
-            terms = reward_terms(np.asarray(reward), shaping, intrinsic)
-            total = total_reward(terms, {"intrinsic": ppo.cfg.rnd.coef})
-            storage.add(obs_t, out["actions"], out["log_probs"], out["values"],
-                        torch.as_tensor(total, dtype=torch.float32, device=dev),
-                        torch.as_tensor(terminated, dtype=torch.float32, device=dev),
-                        torch.as_tensor(truncated, dtype=torch.float32, device=dev),
-                        final_values.to(dev),
-                        (out["bc_mean"], out["bc_log_std"]) if "bc_mean" in out else None)
-            self.tracker.step(np.asarray(reward, np.float64), done, success)
-            self.stacker.push(next_obs, done)
-            self.privileged = {k: np.asarray(next_obs[k]) for k in self.privileged_keys}
-            for name, v in terms.items():
-                sums[f"reward/{name}"] = sums.get(f"reward/{name}", 0.0) + float(v.mean())
-            for name, v in env_terms.items():  # each weighted term of the env's reward (envs/rewards.py)
-                sums[f"reward_terms/{name}"] = sums.get(f"reward_terms/{name}", 0.0) + float(v.mean())
+        for lane in self.lanes:
+            self._act(lane, stds)
+        for t in range(T):
+            for lane in self.lanes:  # the other lanes' workers keep stepping meanwhile
+                self._record(lane, t, storage, sums)
+                if t + 1 < T:
+                    self._act(lane, stds)
+        storage.mark_full()
         last_obs = to_torch(self.storage_obs(), dev)
         self._batch_values(storage)
         last_values = ppo.value(last_obs)
         storage.compute_returns(last_values, ppo.cfg.gamma, ppo.cfg.gae_lambda)
-        stats = {k: v / storage.num_steps for k, v in sums.items()}
-        stats.update(self.tracker.pop())
-        std = torch.stack(stds).mean(0)
+        stats = {k: v / T for k, v in sums.items()}
+        stats.update(pop_episodes([lane.tracker for lane in self.lanes]))
+        std = torch.stack(stds).sum(0) / (T * self.num_envs)
         stats["policy/rollout_std"] = float(std.mean())
         stats.update({f"policy/rollout_std_{i}": float(s) for i, s in enumerate(std)})
         stats["value/mean"] = float(storage.values.mean())
@@ -129,7 +190,7 @@ class RolloutCollector:
     def _bootstrap_values(self, final_idx: np.ndarray, final_obs: dict[str, np.ndarray],
                           bootstrap: np.ndarray) -> torch.Tensor:
         """V(final observation) for the envs whose episode was truncated (time limit), 0 elsewhere."""
-        values = torch.zeros(self.num_envs)
+        values = torch.zeros(len(bootstrap))
         sel = bootstrap[final_idx] if len(final_idx) else np.zeros(0, bool)
         if sel.any():
             rows = {k: v[sel] for k, v in final_obs.items() if k in self.ppo.critic.input_keys}

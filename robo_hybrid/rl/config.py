@@ -186,6 +186,13 @@ class PPOConfig:
     """Parallel environments."""
     num_steps: int = 64
     """Control steps per env per iteration; a batch holds num_envs * num_steps transitions."""
+    base_runtime: str = "onnx"
+    """Residual fine-tuning: where the frozen base runs in rollouts: 'onnx' (onnxruntime, one thread, on a graph
+    exported from the base at the start and parity-checked; CPU only) or 'torch'."""
+    env_groups: int = 2
+    """Env groups stepped in turn: while one group's workers step and render, the learner records the other
+    group's step and computes its next actions (1: one vector env, the learner and the workers wait for each
+    other). The batch is the same either way; groups differ by at most one env, and there are at most num_envs."""
     vector_env: str = "async"
     """'async' (one worker process per env, rendering inside the workers) or 'sync' (in-process, tests)."""
     start_method: str = "forkserver"
@@ -291,6 +298,7 @@ class PPOConfig:
             ("vector_env", self.vector_env, VECTOR_ENVS),
             ("start_method", self.start_method, START_METHODS),
             ("finetune", self.finetune, FINETUNE_MODES),
+            ("base_runtime", self.base_runtime, ("onnx", "torch")),
         ):
             if value not in allowed:
                 raise ValueError(f"algo.{name}={value!r}: choose one of {allowed}")
@@ -305,6 +313,8 @@ class PPOConfig:
             self.rnd = RNDConfig(**{str(k): v for k, v in self.rnd.items()})
         if self.num_envs < 1 or self.num_steps < 1:
             raise ValueError("algo.num_envs and algo.num_steps must be >= 1")
+        if self.env_groups < 1:
+            raise ValueError(f"algo.env_groups={self.env_groups} must be >= 1 (1: no pipelining)")
         if self.num_minibatches < 1 or self.num_envs * self.num_steps < self.num_minibatches:
             raise ValueError(
                 f"algo.num_minibatches={self.num_minibatches} must be in 1..num_envs*num_steps "

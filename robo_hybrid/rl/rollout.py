@@ -65,10 +65,17 @@ class EpisodeTracker:
 
     def pop(self) -> dict[str, float]:
         """Mean return, length and success of the finished episodes (empty dict if none), then forget them."""
-        if not self.finished:
-            return {}
-        r, n, s = (np.asarray(x, float) for x in zip(*self.finished, strict=True))
-        self.finished = []
-        return {"episode_return": r.mean(), "episode_length": n.mean(), "success_rate": s.mean(),
-                "episodes": float(len(r))}
+        return pop_episodes([self])
+
+
+def pop_episodes(trackers: list[EpisodeTracker]) -> dict[str, float]:
+    """Mean return, length and success of the episodes the trackers finished (empty dict if none); forget them."""
+    finished = [e for t in trackers for e in t.finished]
+    for t in trackers:
+        t.finished = []
+    if not finished:
+        return {}
+    r, n, s = (np.asarray(x, float) for x in zip(*finished, strict=True))
+    return {"episode_return": r.mean(), "episode_length": n.mean(), "success_rate": s.mean(),
+            "episodes": float(len(r))}
 

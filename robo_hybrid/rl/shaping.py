@@ -44,6 +44,10 @@ class PotentialShaper:
         self.stacker = HistoryStacker(model.cfg.history, model.input_keys, always_stack=True)
         self.phi = torch.zeros(0)
 
+    def copy(self) -> PotentialShaper:
+        """A shaper with the same model and its own per-env state (one per env group of a pipelined rollout)."""
+        return PotentialShaper(self.model, self.gamma, self.device)
+
     def _potential(self, windows: dict[str, np.ndarray]) -> torch.Tensor:
         return self.model.potential({k: torch.as_tensor(v, device=self.device) for k, v in windows.items()}).cpu()
 

@@ -126,23 +126,34 @@ class RolloutStorage:
     def add(self, obs: dict[str, torch.Tensor], actions: torch.Tensor, log_probs: torch.Tensor, values: torch.Tensor,
             rewards: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor, final_values: torch.Tensor,
             bc_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """Store one vectorized step (everything (N, ...))."""
+        """Store the next vectorized step (everything (N, ...))."""
         if self.step >= self.num_steps:
             raise IndexError("RolloutStorage is full; call clear() after the update")
-        t = self.step
-        for k, v in obs.items():
-            self.obs[k][t].copy_(v)
-        self.actions[t].copy_(actions)
-        self.log_probs[t].copy_(log_probs)
-        self.values[t].copy_(values)
-        self.rewards[t].copy_(rewards)
-        self.terminated[t].copy_(terminated)
-        self.truncated[t].copy_(truncated)
-        self.final_values[t].copy_(final_values)
-        if bc_out is not None:
-            self.bc_mean[t].copy_(bc_out[0])
-            self.bc_log_std[t].copy_(bc_out[1])
+        self.write(self.step, slice(None), obs, actions, log_probs, values, rewards, terminated, truncated,
+                   final_values, bc_out)
         self.step += 1
+
+    def write(self, t: int, envs: slice, obs: dict[str, torch.Tensor], actions: torch.Tensor,
+              log_probs: torch.Tensor, values: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+              truncated: torch.Tensor, final_values: torch.Tensor,
+              bc_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Store step t of the envs `envs` (a group's rows; everything (n, ...)); `mark_full` once all are in."""
+        for k, v in obs.items():
+            self.obs[k][t, envs].copy_(v)
+        self.actions[t, envs].copy_(actions)
+        self.log_probs[t, envs].copy_(log_probs)
+        self.values[t, envs].copy_(values)
+        self.rewards[t, envs].copy_(rewards)
+        self.terminated[t, envs].copy_(terminated)
+        self.truncated[t, envs].copy_(truncated)
+        self.final_values[t, envs].copy_(final_values)
+        if bc_out is not None:
+            self.bc_mean[t, envs].copy_(bc_out[0])
+            self.bc_log_std[t, envs].copy_(bc_out[1])
+
+    def mark_full(self) -> None:
+        """Every step of every env was written with `write`."""
+        self.step = self.num_steps
 
     def clear(self) -> None:
         """Start filling from step 0 again."""

@@ -24,7 +24,7 @@ import torch
 
 from robo_hybrid.constants import HELD_OUT_SEED_BASE
 from robo_hybrid.envs import EnvConfig, make_env
-from robo_hybrid.envs.vector import make_vector_env
+from robo_hybrid.envs.vector import make_grouped_vector_env
 from robo_hybrid.evaluation import Evaluator
 from robo_hybrid.fileio import atomic_write_text
 from robo_hybrid.policy import MultimodalPolicy, PolicyConfig
@@ -90,7 +90,8 @@ class PPOTrainer:
         probe.close()
         resume_dir = self._resume_dir(resume)
         resumed_state = ckpt.read_trainer_state(resume_dir) if resume_dir is not None else {}
-        self.envs = make_vector_env(task, self.env_cfg, cfg.num_envs, cfg.vector_env, cfg.start_method)
+        self.envs = make_grouped_vector_env(task, self.env_cfg, cfg.num_envs, cfg.env_groups, cfg.vector_env,
+                                             cfg.start_method)
         # held-out seeds eval_seed_base + i: the same source as BC training and `robo-hybrid eval` (cfg.eval.seed_base)
         self.evaluator = Evaluator(task, self.env_cfg, cfg.eval_episodes, eval_seed_base,
                                    num_envs=cfg.eval_num_envs or cfg.num_envs, vector_env=cfg.vector_env,

@@ -1,0 +1,137 @@
+"""Pipelined rollouts over env groups (algo.env_groups): the same transitions a single vector env would give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robo_hybrid.envs import EnvConfig, make_env
+from robo_hybrid.envs.vector import GroupedVectorEnv, make_grouped_vector_env, make_vector_env, merge_infos
+from robo_hybrid.policy import MultimodalPolicy
+from robo_hybrid.rl.collector import RolloutCollector
+from robo_hybrid.rl.config import CriticConfig, PPOConfig, ResidualConfig
+from robo_hybrid.rl.critic import TransformerCritic
+from robo_hybrid.rl.ppo import PPO
+from robo_hybrid.rl.residual import ResidualPolicy
+from robo_hybrid.rl.storage import RolloutStorage
+
+ENV = EnvConfig(image_size=32, episode_steps=5)  # episodes end inside an 8-step rollout: autoresets are covered
+CRITIC = CriticConfig(d_model=32, n_heads=2, n_layers=1, conv_channels=[8, 16])
+
+
+def test_grouped_env_matches_one_vector_env_under_the_same_actions():
+    one = make_vector_env("push", ENV, 3, "sync")
+    grouped = make_grouped_vector_env("push", ENV, 3, 2, "sync")
+    try:
+        assert isinstance(grouped, GroupedVectorEnv) and grouped.sizes == [2, 1]
+        a_obs, _ = one.reset(seed=11)
+        b_obs, _ = grouped.reset(seed=11)  # env k gets seed 11 + k in both
+        rng = np.random.default_rng(0)
+        for _ in range(7):  # past the 5-step time limit: both autoreset the same way
+            for k in a_obs:
+                np.testing.assert_array_equal(a_obs[k], b_obs[k])
+            actions = rng.uniform(-1, 1, (3, *one.single_action_space.shape)).astype(np.float32)
+            a_obs, a_rew, a_term, a_trunc, a_info = one.step(actions)
+            b_obs, b_rew, b_term, b_trunc, b_info = grouped.step(actions)
+            np.testing.assert_array_equal(a_rew, b_rew)
+            np.testing.assert_array_equal(a_term | a_trunc, b_term | b_trunc)
+            if "final_obs" in a_info:
+                ended = np.flatnonzero(a_info["_final_obs"])
+                np.testing.assert_array_equal(ended, np.flatnonzero(b_info["_final_obs"]))
+                for i in ended:
+                    np.testing.assert_array_equal(a_info["final_obs"][i]["proprio"], b_info["final_obs"][i]["proprio"])
+    finally:
+        one.close()
+        grouped.close()
+
+
+def test_merge_infos_fills_what_a_group_lacks():
+    a = {"is_success": np.array([True, False]), "final_info": {"x": np.array([1.0, 2.0])},
+         "final_obs": np.array([{"p": 1}, None], dtype=object)}
+    b = {"is_success": np.array([False])}
+    out = merge_infos([a, b], [2, 1])
+    np.testing.assert_array_equal(out["is_success"], [True, False, False])
+    np.testing.assert_array_equal(out["final_info"]["x"], [1.0, 2.0, 0.0])
+    assert out["final_obs"].dtype == object and out["final_obs"][2] is None and out["final_obs"][0] == {"p": 1}
+
+
+def _collector(tiny_policy_cfg, envs, residual: bool):
+    spec = make_env("push", EnvConfig(image_size=32, render=False)).unwrapped.io_spec
+    base = MultimodalPolicy(tiny_policy_cfg, spec).eval()
+    actor = ResidualPolicy(base, ResidualConfig(hidden=16, n_layers=1)) if residual else base
+    cfg = PPOConfig(num_envs=envs.num_envs, num_steps=8, num_minibatches=2, num_epochs=1, vector_env="sync",
+                    critic=CRITIC, finetune="residual" if residual else "full", critic_warmup_iters=0)
+    ppo = PPO(actor, TransformerCritic(CRITIC, spec), cfg)
+    collector = RolloutCollector(envs, ppo, seed=5)
+    storage = RolloutStorage(8, envs.num_envs, collector.example_obs(), base.action_dim)
+    return ppo, collector, storage
+
+
+@pytest.mark.parametrize(("vector_env", "residual"), [("sync", True), ("sync", False), ("async", True)])
+def test_every_stored_row_is_its_own_envs_trajectory(tiny_policy_cfg, vector_env, residual):
+    """Replay each env alone from its seed with the actions the rollout stored: the stored observations,
+    rewards and episode ends must be that env's own (a lane writing the wrong rows or steps would fail)."""
+    torch.manual_seed(0)
+    envs = make_grouped_vector_env("push", ENV, 3, 2, vector_env, "forkserver")
+    try:
+        ppo, collector, storage = _collector(tiny_policy_cfg, envs, residual)
+        assert [lane.rows for lane in collector.lanes] == [slice(0, 2), slice(2, 3)]
+        collector.collect(storage)
+        assert storage.step == 8 and np.isfinite(storage.returns.numpy()).all()
+    finally:
+        envs.close()
+    actions = ppo.actor.clip_action(storage.actions).numpy()
+    ended_any = False
+    for i in range(3):
+        env = make_env("push", ENV)
+        try:
+            obs, _ = env.reset(seed=5 + i)
+            for t in range(8):
+                for k in ("proprio", "privileged", "image"):
+                    np.testing.assert_array_equal(storage.obs[k][t, i].numpy(), obs[k], err_msg=f"env {i} step {t} {k}")
+                obs, reward, terminated, truncated, _ = env.step(actions[t, i])
+                assert storage.rewards[t, i] == pytest.approx(float(reward))
+                assert bool(storage.terminated[t, i]) == terminated and bool(storage.truncated[t, i]) == truncated
+                if terminated or truncated:
+                    ended_any = True
+                    obs, _ = env.reset()  # SAME_STEP autoreset: the next stored step is the new episode's first
+        finally:
+            env.close()
+    assert ended_any
+
+
+def test_two_groups_and_one_give_the_same_first_step(tiny_policy_cfg):
+    """With the same seeds, the grouped rollout starts from the same observations and its base cache (residual:
+    the frozen base's outputs) matches a single vector env's row for row."""
+    results = []
+    for groups in (1, 2):
+        torch.manual_seed(0)
+        envs = make_grouped_vector_env("push", ENV, 2, groups, "sync")
+        try:
+            _, collector, storage = _collector(tiny_policy_cfg, envs, residual=True)
+            collector.collect(storage)
+            results.append({k: v[0].clone() for k, v in storage.obs.items()})
+        finally:
+            envs.close()
+    assert results[0].keys() == results[1].keys()
+    for k in results[0]:
+        torch.testing.assert_close(results[0][k], results[1][k], rtol=0, atol=1e-6)
+
+
+def test_rollouts_run_the_frozen_base_on_onnxruntime_with_its_torch_outputs(tiny_policy_cfg):
+    """algo.base_runtime=onnx (default): the cached base outputs of a rollout are the torch base's, to 1e-5."""
+    envs = make_grouped_vector_env("push", ENV, 2, 2, "sync")
+    try:
+        ppo, collector, storage = _collector(tiny_policy_cfg, envs, residual=True)
+        assert collector.onnx_base is not None and collector.onnx_base.parity < 1e-5
+        collector.collect(storage)
+    finally:
+        envs.close()
+    obs = {k: v.reshape(16, *v.shape[2:]) for k, v in storage.obs.items()}
+    actor = ppo.actor
+    assert isinstance(actor, ResidualPolicy)
+    ref = actor.base_cache({k: obs[k] for k in actor.spec.policy_keys})
+    for k, v in ref.items():
+        torch.testing.assert_close(obs[k], v, rtol=0, atol=1e-5)
+    assert float(ref["base_features"].abs().max()) > 0  # a real forward pass, not zeros
