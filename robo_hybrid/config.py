@@ -183,7 +183,7 @@ class RLBenchConfig:
     """Tasks, each with its task config's cameras (push: front; pickplace: front + wrist)."""
     checkpoints: list[str] = field(default_factory=list)
     """BC checkpoints per task (same order; empty or '' = an untrained policy of policy.*: the speed is the same)."""
-    iterations: int = 2
+    iterations: int = 4
     """Timed PPO iterations per mode (after the warm-up ones)."""
     warmup_iterations: int = 1
     """Untimed iterations first (worker start-up, allocator, first GL frames)."""

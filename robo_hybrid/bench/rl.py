@@ -28,8 +28,10 @@ MODES = ("full", "default")
 
 
 def today_full(ppo: PPOConfig) -> PPOConfig:
-    """Today's full fine-tuning: every actor weight, KL to the BC policy, the critic tokenizing the images."""
-    return replace(ppo, finetune="full", bc_reg="kl", critic=replace(ppo.critic, use_images=True))
+    """Today's full fine-tuning: every actor weight, KL to the BC policy, the critic tokenizing the images, one
+    vector env and the critic updated in turn (no pipelining)."""
+    return replace(ppo, finetune="full", bc_reg="kl", critic=replace(ppo.critic, use_images=True), env_groups=1,
+                   async_critic=False)
 
 
 def env_alone_steps_per_s(envs, steps: int, seed: int) -> float:
@@ -78,6 +80,9 @@ def measure_mode(ppo: PPOConfig, task: str, env_cfg, checkpoint: str, run_dir: P
         for _ in range(rl_cfg.iterations):
             m = trainer.iteration()
             rollout_s, update_s = rollout_s + m["rollout_s"], update_s + m["update_s"]
+        t0 = time.perf_counter()
+        trainer.join_critic()  # the last batch's background critic update counts too
+        update_s += time.perf_counter() - t0
     finally:
         trainer.close()
     steps = rl_cfg.iterations * ppo.batch_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -57,6 +58,7 @@ class RolloutCollector:
                  None if shaper is None else (shaper if i == 0 else shaper.copy()))
             for i, rows in enumerate(self.grouped.slices())
         ]
+        self._bootstrap: list[tuple[int, np.ndarray, dict[str, np.ndarray]]] = []
         self.onnx_base = None
         actor = ppo.actor
         if isinstance(actor, ResidualPolicy) and ppo.cfg.base_runtime == "onnx" and ppo.device.type == "cpu":
@@ -121,7 +123,7 @@ class RolloutCollector:
         done = terminated | truncated
         success, env_terms = step_outcome(info, done)
         final_idx, final_obs = stack_final_obs(info, done)
-        final_values = self._bootstrap_values(final_idx, final_obs, truncated & ~terminated)
+        self._queue_bootstrap(t, lane, final_idx, final_obs, truncated & ~terminated)
         shaping = (lane.shaper.step(next_obs, terminated, truncated, final_idx, final_obs)
                    if lane.shaper is not None else None)
         intrinsic = self._intrinsic(next_obs, final_idx, final_obs)
@@ -131,7 +133,7 @@ class RolloutCollector:
                       torch.as_tensor(total, dtype=torch.float32, device=dev),
                       torch.as_tensor(terminated, dtype=torch.float32, device=dev),
                       torch.as_tensor(truncated, dtype=torch.float32, device=dev),
-                      final_values.to(dev),
+                      torch.zeros(len(done), device=dev),  # V(final obs) of truncations: after the rollout
                       (out["bc_mean"], out["bc_log_std"]) if "bc_mean" in out else None)
         lane.tracker.step(np.asarray(reward, np.float64), done, success)
         lane.stacker.push(next_obs, done)
@@ -144,10 +146,12 @@ class RolloutCollector:
         lane.pending = None
 
     @torch.no_grad()
-    def collect(self, storage: RolloutStorage) -> dict[str, float]:
-        """Fill `storage` with num_steps vectorized steps, then GAE; returns rollout statistics."""
+    def collect(self, storage: RolloutStorage, before_values: Callable[[], None] | None = None) -> dict[str, float]:
+        """Fill `storage` with num_steps vectorized steps, then GAE; returns rollout statistics. `before_values`
+        runs between the rollout and the critic's first use (the trainer joins a background critic update there)."""
         if not self.started:
             self.start()
+        self._bootstrap = []
         ppo, dev, T = self.ppo, self.ppo.device, storage.num_steps
         sums: dict[str, float] = {}
         stds: list[torch.Tensor] = []
@@ -159,6 +163,9 @@ class RolloutCollector:
                 if t + 1 < T:
                     self._act(lane, stds)
         storage.mark_full()
+        if before_values is not None:
+            before_values()
+        self._bootstrap_values(storage)
         last_obs = to_torch(self.storage_obs(), dev)
         self._batch_values(storage)
         last_values = ppo.value(last_obs)
@@ -187,15 +194,25 @@ class RolloutCollector:
         rms = self.ppo.value_rms
         storage.values.copy_((rms.unnormalize(raw) if self.ppo.cfg.value_normalization else raw).view(T, N))
 
-    def _bootstrap_values(self, final_idx: np.ndarray, final_obs: dict[str, np.ndarray],
-                          bootstrap: np.ndarray) -> torch.Tensor:
-        """V(final observation) for the envs whose episode was truncated (time limit), 0 elsewhere."""
-        values = torch.zeros(len(bootstrap))
+    def _queue_bootstrap(self, t: int, lane: Lane, final_idx: np.ndarray, final_obs: dict[str, np.ndarray],
+                         bootstrap: np.ndarray) -> None:
+        """Keep the final observations of the lane's truncated episodes (time limit) for V(s_final), computed in
+        one batch after the rollout: the critic may still be updating on the previous batch meanwhile."""
         sel = bootstrap[final_idx] if len(final_idx) else np.zeros(0, bool)
         if sel.any():
             rows = {k: v[sel] for k, v in final_obs.items() if k in self.ppo.critic.input_keys}
-            values[final_idx[sel]] = self.ppo.value(to_torch(rows, self.ppo.device)).cpu()
-        return values
+            self._bootstrap.append((t, lane.rows.start + final_idx[sel], rows))
+
+    def _bootstrap_values(self, storage: RolloutStorage) -> None:
+        """storage.final_values[t, i] = V(final observation) where step t truncated env i's episode."""
+        if not self._bootstrap:
+            return
+        obs = {k: np.concatenate([rows[k] for _, _, rows in self._bootstrap]) for k in self._bootstrap[0][2]}
+        values = self.ppo.value(to_torch(obs, self.ppo.device))  # (M,)
+        t = torch.as_tensor(np.concatenate([np.full(len(idx), t) for t, idx, _ in self._bootstrap]))
+        idx = torch.as_tensor(np.concatenate([idx for _, idx, _ in self._bootstrap]))
+        storage.final_values[t, idx] = values.to(storage.final_values.dtype)
+        self._bootstrap = []
 
     def _intrinsic(self, next_obs: dict[str, np.ndarray], final_idx: np.ndarray,
                    final_obs: dict[str, np.ndarray]) -> np.ndarray | None:

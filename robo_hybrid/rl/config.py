@@ -204,6 +204,10 @@ class PPOConfig:
     """Critic Adam learning rate."""
     num_epochs: int = 4
     """Passes over each batch."""
+    async_critic: bool = True
+    """Run each batch's critic epochs in a background thread during the next rollout (which never reads the critic:
+    its values are computed after the rollout, once that update has finished): the same updates in the same order
+    of batches, on the learner core that otherwise waits on the env workers. Off under torchrun (collectives)."""
     num_minibatches: int = 4
     """Minibatches per epoch (2 of 256 instead of 4 of 128 cut the update time by a third on CPU, but residual PPO
     on Push then drifted below BC)."""

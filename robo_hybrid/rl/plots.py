@@ -11,7 +11,7 @@ CURVES: dict[str, list[tuple[str, str, str]]] = {
     "return": [("eval", "episode_return", "held-out return"), ("train", "episode_return", "training return")],
     "kl": [("train", "approx_kl", "approx KL(old || new)"), ("train", "bc_reg", "BC regularizer (KL to BC / NLL)")],
     "entropy": [("train", "entropy", "policy entropy"), ("train", "std", "policy std (normalized units)")],
-    "value_loss": [("train", "value_loss", "value loss"),
+    "value_loss": [("train", "value_loss", "value loss"), ("critic", "value_loss", "value loss"),
                    ("train", "value/explained_variance", "explained variance")],
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -160,8 +161,9 @@ class PPO:
         return res
 
     # ----- learning -----
-    def update(self, storage: RolloutStorage, it: int) -> dict[str, float]:
-        """PPO epochs over one batch; returns mean losses and diagnostics."""
+    def update(self, storage: RolloutStorage, it: int, critic: bool = True) -> dict[str, float]:
+        """PPO epochs over one batch; returns mean losses and diagnostics. critic=False leaves the critic's epochs
+        to `start_critic_update` (call it after this, before the storage is refilled)."""
         cfg = self.cfg
         if cfg.value_normalization:
             self.value_rms.update(ddp.all_gather_cat(storage.returns, self.dist_info))  # same statistics on every rank
@@ -181,7 +183,8 @@ class PPO:
                 # target-KL early stop ends the actor's epochs only; the critic keeps fitting the returns
                 early_stop = bool(stats.pop("stop", 0.0))
                 actor_updates += 0 if early_stop else 1
-            stats.update(self._critic_step(batch, obs))
+            if critic:
+                stats.update(self._critic_step(batch, obs))
             if self.rnd is not None:
                 stats["rnd_loss"] = self.rnd.update(obs, sync=lambda ps: ddp.all_reduce_gradients(ps, self.dist_info))
             for k, v in stats.items():
@@ -192,6 +195,18 @@ class PPO:
                    early_stop=float(early_stop), actor_updates=float(actor_updates),
                    value_rms_std=float(self.value_rms.std))
         return out
+
+    def start_critic_update(self, storage: RolloutStorage, seed: int, step: int = 0) -> CriticUpdate:
+        """The critic's epochs over this batch in a background thread (on a copy of what it reads, so the next
+        rollout may refill the storage meanwhile). The rollout never reads the critic; join before its values."""
+        obs_keys = tuple(self.critic.input_keys)
+        n = storage.num_steps * storage.num_envs
+        returns = storage.returns.reshape(n)  # (T*N,)
+        if self.cfg.value_normalization:
+            returns = self.value_rms.normalize(returns)  # the statistics update() folded this batch into
+        data = {"obs": {k: storage.obs[k].reshape(n, *storage.obs[k].shape[2:]).clone() for k in obs_keys},
+                "returns": returns.clone(), "value_preds": storage.value_preds.reshape(n).clone()}
+        return CriticUpdate(self, data, seed, step)
 
     def _update_keys(self, storage: RolloutStorage) -> tuple[str, ...] | None:
         """Observations an update reads; a residual actor with cached base outputs needs no images (None: all)."""
@@ -213,9 +228,9 @@ class PPO:
         preds = [self.critic({k: v[i:i + size] for k, v in obs.items()}) for i in range(0, T * N, size)]
         return torch.cat(preds).view(T, N)
 
-    def _critic_step(self, batch: dict, obs: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _critic_step(self, batch: dict, obs: dict[str, torch.Tensor], normalized: bool = False) -> dict[str, float]:
         returns, old_values = batch["returns"], batch["value_preds"]
-        if self.cfg.value_normalization:
+        if self.cfg.value_normalization and not normalized:
             # the critic learns standardized returns (running statistics of the lambda-returns)
             returns = self.value_rms.normalize(returns)
         values = self.critic(obs)
@@ -285,3 +300,44 @@ class PPO:
             opts["rnd_optimizer"] = self.rnd.optimizer
         return opts
 
+
+
+class CriticUpdate:
+    """One batch's critic epochs (algo.async_critic) running in a thread beside the next rollout: the same
+    minibatch steps as in `PPO.update`, on a copy of the batch, with its own shuffling generator. PyTorch's
+    kernels and autograd release the GIL, so the learner's core fits it while it waits on the env workers."""
+
+    def __init__(self, ppo: PPO, data: dict, seed: int, step: int = 0) -> None:
+        self.ppo, self.data, self.step = ppo, data, step
+        self.generator = torch.Generator().manual_seed(seed)
+        self.stats: dict[str, float] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="critic-update", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            cfg, data = self.ppo.cfg, self.data
+            n = data["returns"].shape[0]
+            size = n // cfg.num_minibatches
+            sums: dict[str, float] = {}
+            steps = 0
+            for _ in range(cfg.num_epochs):
+                perm = torch.randperm(n, generator=self.generator).to(data["returns"].device)
+                for i in range(cfg.num_minibatches):
+                    idx = perm[i * size:(i + 1) * size]
+                    batch = {"returns": data["returns"][idx], "value_preds": data["value_preds"][idx]}
+                    stats = self.ppo._critic_step(batch, {k: v[idx] for k, v in data["obs"].items()}, normalized=True)
+                    for k, v in stats.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    steps += 1
+            self.stats = {k: v / max(steps, 1) for k, v in sums.items()}
+        except BaseException as e:  # re-raised by join() in the trainer's thread
+            self.error = e
+
+    def join(self) -> dict[str, float]:
+        """Wait for the update; its mean value loss and gradient norm (re-raises what the thread raised)."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.stats

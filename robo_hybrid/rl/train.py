@@ -35,7 +35,7 @@ from .collector import RolloutCollector, random_action_stats
 from .config import PPOConfig, linear_schedule
 from .critic import make_critic
 from .plots import plot_learning_curves
-from .ppo import PPO
+from .ppo import PPO, CriticUpdate
 from .residual import ResidualPolicy, finetune_actor, save_residual
 from .rnd import RND
 from .setup import build_reward_model, demo_batches
@@ -129,6 +129,7 @@ class PPOTrainer:
         self.it, self.env_steps, self.elapsed_s, self.best_success = 0, 0, 0.0, -1.0
         self.min_success, self.initial_eval, self.last_eval = float("nan"), {}, {}
         self._saved: tuple[int, Path] | None = None
+        self._critic_update: CriticUpdate | None = None
         if resume_dir is not None:
             self._restore(resume_dir)
         for module in (*self.ppo.modules().values(), self.policy):
@@ -213,6 +214,7 @@ class PPOTrainer:
         """PPO state first, then the policy checkpoint (which moves latest.json); prune both together (rank 0)."""
         if not self.dist.is_main:
             return None
+        self.join_critic()  # the critic's weights and optimizer of this iteration are complete
         if self._saved is not None and self._saved[0] == self.it:
             return self._saved[1]
         bc = self.ppo.bc_policy
@@ -256,9 +258,13 @@ class PPOTrainer:
             r = self.cfg.residual
             self.policy.set_scale(linear_schedule(r.scale_init, r.scale, r.scale_anneal_iters, self.it))
         t0 = time.perf_counter()
-        metrics = self.collector.collect(self.storage)
+        metrics = self.collector.collect(self.storage, before_values=self.join_critic)
         t1 = time.perf_counter()
-        metrics.update(self.ppo.update(self.storage, self.it))
+        background = self.cfg.async_critic and not self.dist.enabled
+        metrics.update(self.ppo.update(self.storage, self.it, critic=not background))
+        if background:  # this batch's critic epochs run beside the next rollout (logged as kind 'critic')
+            self._critic_update = self.ppo.start_critic_update(self.storage, seed=self.seed * 100_003 + self.it,
+                                                               step=self.it + 1)
         self.storage.clear()
         t2 = time.perf_counter()
         self.it += 1
@@ -308,8 +314,19 @@ class PPOTrainer:
         return PPOResult(self.policy, self.run_dir, final or self.ckpt_root, self.it, self.env_steps, self.elapsed_s,
                          self.initial_eval, self.last_eval, best, self.min_success, self.min_success - start)
 
+    def join_critic(self) -> None:
+        """Wait for the background critic update, if one runs (algo.async_critic); log its statistics under the
+        iteration whose batch it fitted (kind 'critic')."""
+        update, self._critic_update = self._critic_update, None
+        if update is not None:
+            stats = update.join()
+            if self.log is not None:
+                env_steps = update.step * self.cfg.batch_size * self.dist.world_size
+                self.log.add("critic", update.step, {**stats, "env_steps": env_steps})
+
     def close(self) -> None:
         """Close the worker processes and the logs (idempotent)."""
+        self.join_critic()
         self.envs.close()
         self.evaluator.close()
         if self.log is not None:

@@ -135,3 +135,32 @@ def test_rollouts_run_the_frozen_base_on_onnxruntime_with_its_torch_outputs(tiny
     for k, v in ref.items():
         torch.testing.assert_close(obs[k], v, rtol=0, atol=1e-5)
     assert float(ref["base_features"].abs().max()) > 0  # a real forward pass, not zeros
+
+
+def test_the_background_critic_update_is_the_in_turn_update(tiny_policy_cfg):
+    """algo.async_critic: the thread's critic epochs give the weights of the in-turn epochs (same minibatch order),
+    and the storage can be refilled while it runs (it works on its own copy)."""
+    import copy
+
+    envs = make_grouped_vector_env("push", ENV, 2, 2, "sync")
+    try:
+        ppo, collector, storage = _collector(tiny_policy_cfg, envs, residual=True)
+        ppo.cfg = PPOConfig(**{**ppo.cfg.__dict__, "critic_warmup_iters": 5})  # actor frozen: only the critic moves
+        collector.collect(storage)
+        in_turn, background = copy.deepcopy(ppo), copy.deepcopy(ppo)
+        torch.manual_seed(7)  # the in-turn shuffling draws from the global generator...
+        in_turn.update(storage, it=0)
+        background.update(storage, it=0, critic=False)
+        job = background.start_critic_update(storage, seed=7)  # ...the thread from its own, seeded alike
+        storage.clear()
+        collector.collect(storage)  # the next rollout refills the storage meanwhile
+        stats = job.join()
+    finally:
+        envs.close()
+    assert np.isfinite(stats["value_loss"]) and stats["critic_grad_norm"] > 0
+    moved = False
+    for (name, a), b, c in zip(in_turn.critic.named_parameters(), background.critic.parameters(),
+                               ppo.critic.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+        moved |= not torch.equal(a, c)
+    assert moved  # the updates did change the critic
