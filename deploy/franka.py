@@ -42,6 +42,11 @@ STALE_STATE_S = 0.1  # franky's robot time not advancing for this long: the link
 # speed bounds how far a target may lead the measured pose: this many control periods at the arm's top speed
 # (a lead of 1 would scale down the 2 cm targets the FR3 env trains with, and the arm would crawl).
 TARGET_LEAD_PERIODS = 3.0
+# franky's asynchronous gripper command runs in a thread holding a raw pointer to its Gripper: freeing the Gripper
+# while the command still runs crashes the process (use after free in libfranka). close() waits this long for it,
+# then parks both here (a bounded leak of one Gripper per unfinished command) instead of freeing them.
+GRIPPER_CLOSE_WAIT_S = 3.0
+_PARKED_GRIPPERS: list = []
 
 
 def _franky():
@@ -277,7 +282,21 @@ class FrankaRobot(Robot):
                     self._arm.stop()
             except Exception:  # the link may be what failed; libfranka's watchdog stops the arm
                 pass
-        self._arm = self._gripper = None
+        self._release_gripper()
+        self._arm = None
+
+    def _release_gripper(self) -> None:
+        """Drop the gripper, never while its asynchronous command still runs (see GRIPPER_CLOSE_WAIT_S)."""
+        grip, fut = self._gripper, self._grip_future
+        self._gripper = self._grip_future = None
+        if grip is None or fut is None:
+            return
+        try:
+            done = bool(fut.wait(GRIPPER_CLOSE_WAIT_S))
+        except Exception:  # a failed wait says nothing about the thread: keep both alive
+            done = False
+        if not done:
+            _PARKED_GRIPPERS.append((grip, fut))
 
 
 def make_franka(spec: IOSpec, host: str, dynamics_factor: float | None, cameras: str, realtime: str) -> FrankaRobot:
