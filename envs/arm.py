@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -14,6 +14,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from robo_hybrid.constants import TASK_IDS  # noqa: E402
+from robo_hybrid.spec import TensorSpec  # noqa: E402
 
 from . import rewards  # noqa: E402
 from .common import PRIVILEGED_DIM, EnvConfig, build_io_spec, spaces_from_spec  # noqa: E402
@@ -46,6 +47,9 @@ class TaskDef:
     goal_high: tuple[float, float, float] = (0.15, 0.2, 0.25)
     min_goal_dist_m: float = 0.0
     goal_xy_only: bool = False  # success measured on the table plane (push)
+    # a second free cube ('base_cube', at a random table position) that the object is stacked on: the goal is the
+    # object's centre resting on top of it, followed as it moves; success_threshold_m is then the xy tolerance
+    base_object: bool = False
 
     @property
     def gym_id(self) -> str:
@@ -63,6 +67,8 @@ TASKS: dict[str, TaskDef] = {
         "pickplace", "pickplace.xml", 100, True, 0.05,
         goal_low=(-0.15, -0.18, 0.02), goal_high=(0.15, 0.18, 0.2), min_goal_dist_m=0.1,
     ),
+    # cube A on cube B, centred within 1.5 cm (xy), resting, released (see ArmEnv._stack_success)
+    "stack": TaskDef("stack", "stack.xml", 100, True, 0.015, min_goal_dist_m=0.1, base_object=True),
 }
 
 # Workspace box of the tool centre point (world frame, metres): the IK target is clipped into it.
@@ -71,6 +77,11 @@ WORKSPACE_HIGH_M = (0.25, 0.3, 0.4)
 MAX_EE_DELTA_M = 0.02  # per control step at |action| = 1 (0.5 m/s at 25 Hz)
 IK_DAMPING = 0.05
 IK_ROT_WEIGHT = 0.5
+# stack success, besides the xy tolerance: the object's centre within this of its height resting on the base cube,
+# slower than this (resting, not falling through), and the fingers opened this much wider than the cube (released)
+STACK_Z_TOL_M = 0.005
+STACK_REST_SPEED_M_S = 0.05
+STACK_RELEASE_MARGIN_M = 0.006
 
 
 def rotation_error(r_current: np.ndarray, r_target: np.ndarray) -> np.ndarray:
@@ -108,6 +119,11 @@ class ArmEnv(MujocoScene, gym.Env):
                                         # gripper command +1 -> this opening, -1 -> closed (position target)
                                         "gripper_open_m": 2 * FINGER_OPEN_M},
         )
+        if self.task.base_object:  # two cubes: the privileged vector is the object's 13 values, then the base's
+            priv = TensorSpec("privileged", (2 * PRIVILEGED_DIM,), "float32", "mixed_si",
+                              description="object pose and twist, then the base cube's (pos 3, quat 4, linvel 3, "
+                                          "angvel 3 each)")  # fmt: skip
+            self.io_spec = replace(self.io_spec, privileged=(priv,))
         self.observation_space, self.action_space = spaces_from_spec(self.io_spec)
         self.randomizer = Randomizer(self.model, self.cfg.randomization)
         self._home_qpos = self._solve_home()
@@ -134,6 +150,12 @@ class ArmEnv(MujocoScene, gym.Env):
             self._obj_dadr = int(m.jnt_dofadr[oj])
             self._obj_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "object")
             self.object_half_size_m = float(m.geom_size[self._obj_geom][2])
+        if self.task.base_object:
+            bj = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "base_cube")
+            self._base_qadr, self._base_dadr = int(m.jnt_qposadr[bj]), int(m.jnt_dofadr[bj])
+            bg = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "base_cube")
+            self.base_half_size_m = float(m.geom_size[bg][2])
+            m.site_rgba[self._goal_site, 3] = 0.0  # the base cube itself shows the goal; no marker inside the stack
         self._jacp = np.zeros((3, m.nv))
         self._jacr = np.zeros((3, m.nv))
 
@@ -179,7 +201,11 @@ class ArmEnv(MujocoScene, gym.Env):
             obj_xy = rng.uniform(self.task.object_xy_low, self.task.object_xy_high)
             d.qpos[self._obj_qadr : self._obj_qadr + 3] = [*obj_xy, self.object_half_size_m + 0.001]
             d.qpos[self._obj_qadr + 3 : self._obj_qadr + 7] = [1, 0, 0, 0]
-        self.goal = self._sample_goal(rng, obj_xy)
+        if self.task.base_object:
+            self._place_base(rng, obj_xy)
+            self.goal = self._base_goal()
+        else:
+            self.goal = self._sample_goal(rng, obj_xy)
         m.site_pos[self._goal_site] = self.goal
         mujoco.mj_forward(m, d)
         self._latency = self.randomizer.sample_latency(rng)
@@ -196,6 +222,33 @@ class ArmEnv(MujocoScene, gym.Env):
             goal[2] = self.object_half_size_m  # half the goals on the table, half in the air
         return goal
 
+    def _place_base(self, rng: np.random.Generator, obj_xy: np.ndarray | None) -> None:
+        """Base cube flat on the table, random yaw, at least min_goal_dist_m (xy) from the object."""
+        for _ in range(100):
+            xy = rng.uniform(self.task.object_xy_low, self.task.object_xy_high)
+            if obj_xy is None or np.linalg.norm(xy - obj_xy) >= self.task.min_goal_dist_m:
+                break
+        yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+        q = self.data.qpos
+        q[self._base_qadr : self._base_qadr + 3] = [*xy, self.base_half_size_m + 0.001]
+        q[self._base_qadr + 3 : self._base_qadr + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+
+    def _base_pos(self) -> np.ndarray:
+        return self.data.qpos[self._base_qadr : self._base_qadr + 3].copy()
+
+    def _base_goal(self) -> np.ndarray:
+        """Where the object's centre rests when stacked centred on the base cube (the stack task's goal)."""
+        return self._base_pos() + [0.0, 0.0, self.base_half_size_m + self.object_half_size_m]
+
+    def _stack_success(self) -> bool:
+        """Object centred on the base cube (xy within success_threshold_m), at rest on it, and released."""
+        obj = self.data.qpos[self._obj_qadr : self._obj_qadr + 3]
+        speed = float(np.linalg.norm(self.data.qvel[self._obj_dadr : self._obj_dadr + 3]))
+        diff = obj - self.goal
+        released = self.gripper_opening_m >= 2 * self.object_half_size_m + STACK_RELEASE_MARGIN_M
+        return bool(np.linalg.norm(diff[:2]) <= self.task.success_threshold_m and abs(diff[2]) <= STACK_Z_TOL_M
+                    and speed <= STACK_REST_SPEED_M_S and released)  # fmt: skip
+
     def step(self, action):
         """One control step: Cartesian delta through IK, gripper target, physics substeps, reward terms."""
         action = np.clip(np.asarray(action, dtype=np.float32).reshape(4), -1.0, 1.0)
@@ -210,6 +263,9 @@ class ArmEnv(MujocoScene, gym.Env):
         d.ctrl[len(ARM_JOINTS) :] = FINGER_OPEN_M * 0.5 * (float(action[3]) + 1.0)
         mujoco.mj_step(m, d, nstep=self.n_substeps)
         self._t += 1
+        if self.task.base_object:  # the goal follows the base cube if it was pushed
+            self.goal = self._base_goal()
+            m.site_pos[self._goal_site] = self.goal
         success = self._is_success()
         reward, weighted, terms = rewards.step_reward(
             self.task.name, self.cfg.reward, self.cfg.reward_weights, success, self.tcp_pos, self.goal,
@@ -229,15 +285,22 @@ class ArmEnv(MujocoScene, gym.Env):
     def _is_success(self) -> bool:
         if not self.task.has_object:
             return bool(np.linalg.norm(self.tcp_pos - self.goal) < self.task.success_threshold_m)
+        if self.task.base_object:
+            return self._stack_success()
         obj = self._object_pos()
         assert obj is not None
         diff = (obj - self.goal)[:2] if self.task.goal_xy_only else obj - self.goal
         return bool(np.linalg.norm(diff) < self.task.success_threshold_m)
 
     def privileged_state(self) -> np.ndarray:
-        """Object pose and velocity (simulator only): pos 3, quat wxyz 4, linvel 3, angvel 3."""
+        """Object pose and velocity (simulator only): pos 3, quat wxyz 4, linvel 3, angvel 3; stack: then the base
+        cube's, the same 13."""
         if not self.task.has_object:
             return np.zeros(PRIVILEGED_DIM, np.float32)
         q = self.data.qpos[self._obj_qadr : self._obj_qadr + 7]
         v = self.data.qvel[self._obj_dadr : self._obj_dadr + 6]
+        if self.task.base_object:  # then the base cube's pose and twist, the same layout
+            qb = self.data.qpos[self._base_qadr : self._base_qadr + 7]
+            vb = self.data.qvel[self._base_dadr : self._base_dadr + 6]
+            return np.concatenate([q, v, qb, vb]).astype(np.float32)
         return np.concatenate([q, v]).astype(np.float32)

@@ -111,6 +111,43 @@ class PickPlaceExpert:
         return np.array([*head_toward(tcp, np.array([obj[0], obj[1], z])), GRIP_OPEN], np.float32)
 
 
+class StackExpert:
+    """A stateless controller for stack (the action is a function of the current state alone): object resting centred
+    on the base cube -> open the fingers, then rise; object between closed fingers -> carry it over the base cube,
+    high while off the base's centre and coming down onto it as it lines up; otherwise pick it up as PickPlaceExpert
+    does (open, line up over the object, come down, close). A dropped or badly placed object is picked up again."""
+
+    def __init__(self, hover_m: float = 0.05, align_m: float = 0.003, place_tol_m: float = 0.005):
+        self.hover_m, self.align_m, self.place_tol_m = hover_m, align_m, place_tol_m
+        self._pick = PickPlaceExpert()
+
+    def reset(self) -> None:
+        """No episode state."""
+
+    def act(self, obs: dict, env: ArmEnv) -> np.ndarray:
+        """Action for the current state."""
+        e = env.unwrapped
+        tcp, obj, goal = e.tcp_pos, e.privileged_state()[:3].astype(np.float64), e.goal
+        width, opening = 2 * e.object_half_size_m, e.gripper_opening_m
+        off = goal - obj
+        dxy = float(np.linalg.norm(off[:2]))
+        if dxy < self.place_tol_m and abs(off[2]) < 0.006:  # resting on the base, centred: release, then back off
+            if opening < width + 0.012:
+                return np.array([0.0, 0.0, 0.0, GRIP_OPEN], np.float32)
+            return np.array([0.0, 0.0, *move_toward(tcp[2:], goal[2:] + 0.06), GRIP_OPEN], np.float32)
+        d = obj - tcp
+        between = np.linalg.norm(d[:2]) < 0.012 and abs(d[2]) < 0.012
+        if not (between and width - 0.008 < opening < width + 0.006):  # not held: pick it up
+            return self._pick.act(obs, env)
+        # carry: the object's target is over the base cube, hover_m above its resting point while off centre,
+        # coming down (pressing lightly) as it lines up; rise before moving sideways while it is low
+        z = goal[2] - 0.003 + self.hover_m * float(np.clip((dxy - self.align_m) / 0.02, 0.0, 1.0))
+        target = np.array([goal[0], goal[1], z]) - d
+        if dxy > 0.03 and obj[2] < goal[2] + self.hover_m - 0.03:
+            target[:2] = tcp[:2]
+        return np.array([*head_toward(tcp, target, gain=0.8), GRIP_CLOSE], np.float32)
+
+
 # ----- Fetch adapters: read the object from obs["privileged"] and the gripper from obs["proprio"] -----
 # proprio = 7 joint pos, 7 joint vel, ee xyz, gripper opening (robo_hybrid.spec.proprio_layout)
 _N_JOINTS = len(FETCH_JOINT_NAMES)
@@ -229,7 +266,8 @@ def make_expert(env):
     """The scripted expert for an env (own rh6 tasks or Fetch adapters)."""
     e = env.unwrapped
     if isinstance(e, ArmEnv):
-        return {"reach": ReachExpert, "push": PushExpert, "pickplace": PickPlaceExpert}[e.task.name]()
+        return {"reach": ReachExpert, "push": PushExpert, "pickplace": PickPlaceExpert,
+                "stack": StackExpert}[e.task.name]()
     name = getattr(e, "task_name", None)
     if name in FETCH_TASKS:
         return FetchExpert(str(name))

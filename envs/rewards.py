@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 # Which shaping terms a task kind has; the sparse term `success` belongs to every kind.
-KINDS = ("reach", "push", "pickplace")
+KINDS = ("reach", "push", "pickplace", "stack")
 HELD_DIST_M = 0.05  # tool centre within this of the object centre: the object counts as held (lift term)
 MAX_LIFT_M = 0.1  # the lift term saturates at this height above the object's rest height
 
@@ -33,6 +33,9 @@ class RewardWeights:
     """Per metre from the object to the goal (on the table plane for push, 3-D for pick-and-place); <= 0."""
     object_lift_m: float = 1.0
     """Per metre the held object is above its rest height, up to 0.1 m (pick-and-place); >= 0."""
+    object_to_goal_xy_m: float = -1.0
+    """Per metre from the object to the goal on the table plane (stack: its offset from the base cube's centre,
+    on top of the 3-D distance, so the last centimetres of the placement count); <= 0."""
 
     def __post_init__(self) -> None:
         for name, w in asdict(self).items():
@@ -40,7 +43,7 @@ class RewardWeights:
                 raise ValueError(f"reward_weights.{name}={w}: must be a finite number; fix the task config")
         if self.success <= 0:
             raise ValueError(f"reward_weights.success={self.success}: must be > 0, or solving the task is not rewarded")
-        for name in ("tcp_to_goal_m", "tcp_to_object_m", "object_to_goal_m"):
+        for name in ("tcp_to_goal_m", "tcp_to_object_m", "object_to_goal_m", "object_to_goal_xy_m"):
             if getattr(self, name) > 0:
                 raise ValueError(f"reward_weights.{name}={getattr(self, name)}: a distance weight must be <= 0 "
                                  "(a positive one rewards moving away); fix the task config")
@@ -80,11 +83,20 @@ def pickplace_terms(
     return {"tcp_to_object_m": tcp_to_object, "object_lift_m": lift, "object_to_goal_m": _dist_m(object_pos_m, goal_m)}
 
 
+def stack_terms(
+    tcp_pos_m: np.ndarray, object_pos_m: np.ndarray, goal_m: np.ndarray, rest_z_m: float
+) -> dict[str, float]:
+    """Pick-and-place's terms toward the point on top of the base cube (the goal), plus the object's xy offset
+    from it."""
+    terms = pickplace_terms(tcp_pos_m, object_pos_m, goal_m, rest_z_m)
+    return {**terms, "object_to_goal_xy_m": _dist_m(np.asarray(object_pos_m)[:2], np.asarray(goal_m)[:2])}
+
+
 def compute_terms(
     kind: str, is_success: bool, tcp_pos_m: np.ndarray, goal_m: np.ndarray,
     object_pos_m: np.ndarray | None = None, rest_z_m: float = 0.0,
 ) -> dict[str, float]:
-    """Unweighted terms of one step for a task kind ('reach', 'push', 'pickplace'); `success` comes last."""
+    """Unweighted terms of one step for a task kind ('reach', 'push', 'pickplace', 'stack'); `success` last."""
     if kind == "reach":
         terms = reach_terms(tcp_pos_m, goal_m)
     elif object_pos_m is None:
@@ -93,6 +105,8 @@ def compute_terms(
         terms = push_terms(tcp_pos_m, object_pos_m, goal_m)
     elif kind == "pickplace":
         terms = pickplace_terms(tcp_pos_m, object_pos_m, goal_m, rest_z_m)
+    elif kind == "stack":
+        terms = stack_terms(tcp_pos_m, object_pos_m, goal_m, rest_z_m)
     else:
         raise ValueError(f"unknown reward kind {kind!r}; choose one of {KINDS}")
     # success last: sum() of the weighted terms then adds it after the shaping terms, as the reward always has

@@ -14,6 +14,7 @@ TASK_IDS: dict[str, str] = {
     "reach": "robo_hybrid/Reach-v0",
     "push": "robo_hybrid/Push-v0",
     "pickplace": "robo_hybrid/PickPlace-v0",
+    "stack": "robo_hybrid/Stack-v0",
     "fetch_reach": "robo_hybrid/FetchReach-v0",
     "fetch_push": "robo_hybrid/FetchPush-v0",
     "fetch_pickplace": "robo_hybrid/FetchPickAndPlace-v0",

@@ -8,7 +8,7 @@ import pytest
 from robo_hybrid.envs import TASK_IDS, make_env, make_expert
 from robo_hybrid.envs.experts import FetchExpert, PushExpert, evaluate_expert
 
-OWN = ["reach", "push", "pickplace"]
+OWN = ["reach", "push", "pickplace", "stack"]
 FETCH = ["fetch_reach", "fetch_push", "fetch_pickplace"]
 
 
@@ -28,7 +28,7 @@ def test_expert_solves_a_few_seeds(task):
     assert wins >= 5 - (task != "reach")
 
 
-@pytest.mark.parametrize("task", ["push", "pickplace"])
+@pytest.mark.parametrize("task", ["push", "pickplace", "stack"])
 def test_experts_are_functions_of_the_state_alone(task):
     """BC imitates a map state -> action: the expert must give the same action in the same state whatever happened
     before (a phase machine with hysteresis would not), here along a noisy trajectory."""

@@ -17,7 +17,7 @@ ENVS_DIR = Path(envs.__file__).resolve().parent
 
 def test_unknown_task_names_the_choices():
     with pytest.raises(ValueError, match="choose one of"):
-        make_env("stack")
+        make_env("nosuch")
 
 
 

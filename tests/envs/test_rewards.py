@@ -112,7 +112,7 @@ def test_term_functions():
     with pytest.raises(ValueError, match="object position"):
         compute_terms("push", False, tcp, tcp)
     with pytest.raises(ValueError, match="choose one of"):
-        compute_terms("stack", False, tcp, tcp, obj)
+        compute_terms("nosuch", False, tcp, tcp, obj)
     with pytest.raises(ValueError, match="sparse"):
         weigh(terms, RewardWeights(), "shaped")
 
