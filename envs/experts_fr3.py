@@ -18,7 +18,7 @@ def head_toward(tcp: np.ndarray, target: np.ndarray, gain: float = 1.0) -> np.nd
 
 
 class FR3ReachExpert:
-    """Straight line to the goal, gripper open."""
+    """Straight line to the goal, gripper open (reached is judged on the reported tcp, as the env judges it)."""
 
     def reset(self) -> None:
         """No episode state."""
@@ -43,25 +43,29 @@ class FR3PickPlaceExpert:
     def act(self, obs: dict, env: FR3Env) -> np.ndarray:
         """Action for the current state."""
         e = env.unwrapped
-        tcp, obj, goal = e.tcp_pos, e.privileged_state()[:3].astype(np.float64), e.goal
+        # the hand's place among the cube and the goal is judged from the simulated joints (franky-sim's reported tcp
+        # is the commanded pose, which leads the hand by the joint PD's lag while moving); targets are sent from the
+        # reported tcp, as every action is
+        hand, reported = e.tcp_measured_pos, e.tcp_pos
+        obj, goal = e.privileged_state()[:3].astype(np.float64), e.goal
         width, opening = 2 * CUBE_HALF_M, e.gripper_opening_m
-        d = obj - tcp
+        d = obj - hand
         between = np.linalg.norm(d[:2]) < 0.012 and abs(d[2]) < 0.015  # cube between the finger pads
         if between and width - 0.01 < opening < width + 0.004:  # fingers closed on it: carry
             lift_z = min(goal[2] + 0.06, 0.25)
-            target = goal + (tcp - obj)
+            target = goal + (hand - obj)
             if np.linalg.norm(goal[:2] - obj[:2]) > 0.03:  # not there yet: clear the table before moving sideways
                 target[2] = max(target[2], lift_z)
-                if tcp[2] < lift_z - 0.04:
-                    target[:2] = tcp[:2]
-            return np.array([*head_toward(tcp, target, gain=0.8), GRIP_CLOSE], np.float32)
+                if hand[2] < lift_z - 0.04:
+                    target[:2] = hand[:2]
+            return np.array([*head_toward(reported, target, gain=0.8), GRIP_CLOSE], np.float32)
         if between and opening >= width + 0.004:  # in place with the fingers open: grasp
             return np.array([0.0, 0.0, 0.0, GRIP_CLOSE], np.float32)
         dxy = float(np.linalg.norm(d[:2]))
         z = obj[2] - 0.004 + self.hover_m * float(np.clip((dxy - self.align_m) / 0.025, 0.0, 1.0))
-        if opening < width + 0.004 and tcp[2] < obj[2] + 0.04:  # fingers still (nearly) closed next to it: back up
+        if opening < width + 0.004 and hand[2] < obj[2] + 0.04:  # fingers still (nearly) closed next to it: back up
             z = max(z, obj[2] + 0.06)
-        return np.array([*head_toward(tcp, np.array([obj[0], obj[1], z])), GRIP_OPEN], np.float32)
+        return np.array([*head_toward(reported, np.array([obj[0], obj[1], z])), GRIP_OPEN], np.float32)
 
 
 def make_fr3_expert(env) -> FR3ReachExpert | FR3PickPlaceExpert:

@@ -36,13 +36,19 @@ WORKSPACE_HIGH_M = (0.75, 0.3, 0.55)
 FR3_MAX_TRANSLATION_VEL_M_S = 1.7
 FR3_MAX_TRANSLATION_ACC_M_S2 = 13.0
 DEFAULT_DYNAMICS_FACTOR = 0.15
+FRANKY_SIM_VELOCITY_FILTER = 0.95  # see CartesianTrajectory (0 = an FR3's exact commanded velocity)
 GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand
 GRIPPER_SPEED_M_S = 0.05  # franky-sim's hand velocity limit per finger (FRANKA_HAND_VELOCITY_LIMIT)
 GRASP_FORCE_N = 40.0
 # franky-sim's hand controller (mujoco_simulator.FrankaMujocoRobot._pre_step): per-finger PD on the half width
 _HAND_KP, _HAND_KV, _HAND_OPEN_FORCE_N = 1000.0, 50.0, 70.0
-IK_DAMPING = 0.02
-NULLSPACE_GAIN = 0.5  # pull toward the home posture inside the 7-DoF arm's null space (keeps the elbow up)
+# franky-sim's arm (franky_sim.base_simulator.BaseRobot.cartesian_position_control / joint_position_control): each
+# 1 ms tick the commanded pose is solved for joint targets q_d by damped least squares from the measured joints (up to
+# 5 iterations, tool frame error, damping added to J J^T), and a joint PD torque with the FR3 model's position gains
+# (fr3.xml: kp 4500 .. 2000, kv 450 .. 200) plus gravity / Coriolis compensation drives the joints to q_d.
+IK_DAMPING = 1e-4
+IK_ITERATIONS = 5
+IK_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -75,34 +81,47 @@ FR3_TASKS: dict[str, FR3TaskDef] = {
 
 
 class CartesianTrajectory:
-    """Straight-line pose-target follower under velocity and acceleration limits; a new target keeps the motion state.
+    """Straight-line pose-target follower under velocity and acceleration limits, restarted at each new target from
+    the commanded velocity the robot reports, the way franky starts each new (asynchronous) motion.
 
     Each tick it accelerates toward the target at up to `acc` and brakes so it stops on it (v <= sqrt(2 a d)).
-    franky uses Ruckig (jerk-limited as well); at FR3's jerk limit (4500 m/s^3) the difference is milliseconds.
+    franky uses Ruckig (jerk-limited as well); at FR3's jerk limit (6500 m/s^3 x the factor) the difference is
+    milliseconds. franky takes each new motion over from the robot state's commanded velocity (O_dP_EE_c);
+    franky-sim reports it as a low-pass finite difference of the commanded pose (`velocity_filter` per 1 ms tick,
+    0.95 in franky_sim.base_simulator), so a new motion starts slower than the running one while accelerating
+    and faster while braking. An FR3 reports the exact commanded velocity: `velocity_filter=0`.
     """
 
-    def __init__(self, vel_m_s: float, acc_m_s2: float) -> None:
-        self.vel, self.acc = float(vel_m_s), float(acc_m_s2)
-        self.pos, self.v = np.zeros(3), np.zeros(3)
+    def __init__(self, vel_m_s: float, acc_m_s2: float, velocity_filter: float = 0.0) -> None:
+        if not 0.0 <= velocity_filter < 1.0:
+            raise ValueError(f"velocity_filter={velocity_filter}: need 0 <= filter < 1 (0 = the exact velocity)")
+        self.vel, self.acc, self.filter = float(vel_m_s), float(acc_m_s2), float(velocity_filter)
+        self.pos, self.v, self.v_reported = np.zeros(3), np.zeros(3), np.zeros(3)
 
     def reset(self, pos_m: np.ndarray) -> None:
         """At rest at `pos_m`."""
-        self.pos, self.v = np.asarray(pos_m, np.float64).copy(), np.zeros(3)
+        self.pos, self.v, self.v_reported = np.asarray(pos_m, np.float64).copy(), np.zeros(3), np.zeros(3)
+
+    def new_motion(self) -> None:
+        """A new target takes over: the motion continues from the reported commanded velocity."""
+        self.v = self.v_reported.copy()
 
     def step(self, target_m: np.ndarray, dt_s: float) -> np.ndarray:
         """Advance one tick toward target; returns the commanded position."""
+        prev = self.pos
         err = target_m - self.pos
         dist = float(np.linalg.norm(err))
         v_des = np.zeros(3) if dist < 1e-9 else err / dist * min(self.vel, np.sqrt(2.0 * self.acc * dist))
         if dist <= self.acc * dt_s * dt_s and float(np.linalg.norm(self.v)) <= self.acc * dt_s:
             self.pos, self.v = np.asarray(target_m, np.float64).copy(), np.zeros(3)  # arrived: stop on the target
-            return self.pos
-        dv = v_des - self.v
-        n = float(np.linalg.norm(dv))
-        if n > self.acc * dt_s:
-            dv *= self.acc * dt_s / n
-        self.v = self.v + dv
-        self.pos = self.pos + self.v * dt_s
+        else:
+            dv = v_des - self.v
+            n = float(np.linalg.norm(dv))
+            if n > self.acc * dt_s:
+                dv *= self.acc * dt_s / n
+            self.v = self.v + dv
+            self.pos = self.pos + self.v * dt_s
+        self.v_reported = self.filter * self.v_reported + (1.0 - self.filter) * (self.pos - prev) / dt_s
         return self.pos
 
 
@@ -112,7 +131,8 @@ class FR3Env(MujocoScene, gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
 
     def __init__(self, task: str = "fr3_pickplace", cfg: EnvConfig | None = None, render_mode: str | None = None,
-                 dynamics_factor: float = DEFAULT_DYNAMICS_FACTOR, **cfg_kw):  # fmt: skip
+                 dynamics_factor: float = DEFAULT_DYNAMICS_FACTOR,
+                 velocity_filter: float = FRANKY_SIM_VELOCITY_FILTER, **cfg_kw):  # fmt: skip
         if task not in FR3_TASKS:
             raise ValueError(f"unknown FR3 task '{task}'; choose one of {sorted(FR3_TASKS)}")
         if not 0.0 < dynamics_factor <= 1.0:
@@ -138,7 +158,7 @@ class FR3Env(MujocoScene, gym.Env):
         self.observation_space, self.action_space = spaces_from_spec(self.io_spec)
         self.randomizer = Randomizer(self.model, self.cfg.randomization)
         self.traj = CartesianTrajectory(FR3_MAX_TRANSLATION_VEL_M_S * dynamics_factor,
-                                        FR3_MAX_TRANSLATION_ACC_M_S2 * dynamics_factor)  # fmt: skip
+                                        FR3_MAX_TRANSLATION_ACC_M_S2 * dynamics_factor, velocity_filter)  # fmt: skip
         self._renderer: mujoco.Renderer | None = None
         self._action_queue: deque[np.ndarray] = deque()
         self._latency = 0
@@ -149,6 +169,7 @@ class FR3Env(MujocoScene, gym.Env):
         self.data.qpos[self._arm_qadr] = HOME_Q_RAD
         mujoco.mj_forward(self.model, self.data)
         self._tool_rot = self.data.site_xmat[self._tcp].reshape(3, 3).copy()  # tool down at home, kept throughout
+        self._reported_tcp = self.data.site_xpos[self._tcp].copy()
 
     def _ids(self) -> None:
         m = self.model
@@ -159,9 +180,14 @@ class FR3Env(MujocoScene, gym.Env):
         fid = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in FINGER_JOINTS]
         self._finger_qadr = np.array([m.jnt_qposadr[j] for j in fid])
         self._finger_dadr = np.array([m.jnt_dofadr[j] for j in fid])
+        acts = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, j) for j in FR3_JOINTS]
+        self._kp = m.actuator_gainprm[acts, 0].copy()  # the model's position gains = franky-sim's
+        self._kv = -m.actuator_biasprm[acts, 2].copy()
+        self._tau_max = m.jnt_actfrcrange[jid, 1].copy()
         hand = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, "hand")
-        m.actuator_gainprm[hand, :] = 0.0  # the fingers are driven like franky-sim's hand (qfrc_applied PD)
-        m.actuator_biasprm[hand, :] = 0.0
+        for a in [*acts, hand]:  # arm and fingers are driven like franky-sim's (torques on qfrc_applied)
+            m.actuator_gainprm[a, :] = 0.0
+            m.actuator_biasprm[a, :] = 0.0
         self._tcp = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
         self._goal_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "goal")
         if self.task.has_object:
@@ -169,24 +195,45 @@ class FR3Env(MujocoScene, gym.Env):
             self._obj_qadr, self._obj_dadr = int(m.jnt_qposadr[oj]), int(m.jnt_dofadr[oj])
             self.object_half_size_m = CUBE_HALF_M
         self._jacp, self._jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        self._ik_data = mujoco.MjData(m)  # scratch kinematics for the IK iterations
 
     # ----- kinematics and low-level control -----
     def _ik(self, target_pos: np.ndarray) -> np.ndarray:
-        """Damped-least-squares joint target moving the tcp to target_pos, tool down; home posture in the null space."""
-        m, d = self.model, self.data
-        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
-        jac = np.vstack([self._jacp[:, self._arm_dadr], self._jacr[:, self._arm_dadr]])  # (6, 7)
-        r_err = self._tool_rot @ d.site_xmat[self._tcp].reshape(3, 3).T
-        quat, rot = np.empty(4), np.empty(3)
-        mujoco.mju_mat2Quat(quat, r_err.ravel())
-        mujoco.mju_quat2Vel(rot, quat, 1.0)
-        err = np.concatenate([target_pos - d.site_xpos[self._tcp], rot])
-        jjt = jac @ jac.T + IK_DAMPING**2 * np.eye(6)
-        dq = jac.T @ np.linalg.solve(jjt, err)
-        q = d.qpos[self._arm_qadr]
-        null = np.eye(7) - jac.T @ np.linalg.solve(jjt, jac)  # (7, 7) null-space projector
-        dq += null @ (NULLSPACE_GAIN * (np.asarray(HOME_Q_RAD) - q))
-        return np.clip(q + dq, self._arm_range[:, 0], self._arm_range[:, 1])
+        """franky-sim's IK: joint targets putting the tcp at target_pos, tool down, iterated from the measured joints.
+
+        Also sets the reported tcp (franky-sim reports O_T_EE at the joint targets q_d, i.e. the commanded pose).
+        """
+        m, k, qa, da = self.model, self._ik_data, self._arm_qadr, self._arm_dadr
+        q = self.data.qpos[qa].copy()
+        quat, rot, err, jac = np.empty(4), np.empty(3), np.empty(6), np.empty((6, 7))
+        chol, step = np.empty((6, 6)), np.empty(6)
+        for i in range(IK_ITERATIONS + 1):
+            k.qpos[qa] = q
+            mujoco.mj_kinematics(m, k)
+            r, p = k.site_xmat[self._tcp].reshape(3, 3), k.site_xpos[self._tcp]
+            self._reported_tcp = p.copy()
+            mujoco.mju_mat2Quat(quat, (r.T @ self._tool_rot).ravel())
+            err[:3] = r.T @ (target_pos - p)  # tool frame, like franky-sim's LOCAL log6
+            mujoco.mju_quat2Vel(rot, quat, 1.0)
+            err[3:] = rot
+            if i == IK_ITERATIONS or float(err @ err) < IK_TOLERANCE**2:
+                break
+            mujoco.mj_comPos(m, k)
+            mujoco.mj_jacSite(m, k, self._jacp, self._jacr, self._tcp)
+            jac[:3], jac[3:] = r.T @ self._jacp[:, da], r.T @ self._jacr[:, da]  # (6, 7) tool-frame Jacobian
+            chol[:] = jac @ jac.T
+            chol[np.diag_indices(6)] += IK_DAMPING
+            mujoco.mju_cholFactor(chol, 0.0)
+            mujoco.mju_cholSolve(step, chol, err)
+            q += jac.T @ step
+        return q
+
+    def _arm_torques(self, q_d: np.ndarray) -> None:
+        """franky-sim's joint PD toward q_d with gravity and Coriolis compensation, clipped to the torque limits."""
+        d = self.data
+        tau = self._kp * (q_d - d.qpos[self._arm_qadr]) - self._kv * d.qvel[self._arm_dadr]
+        tau = tau + d.qfrc_bias[self._arm_dadr]
+        d.qfrc_applied[self._arm_dadr] = np.clip(tau, -self._tau_max, self._tau_max)
 
     def _hand_forces(self) -> None:
         """franky-sim's hand: PD of each finger toward half the goal width, speed- and force-limited."""
@@ -206,7 +253,6 @@ class FR3Env(MujocoScene, gym.Env):
         self.randomizer.apply(rng)
         d.qpos[self._arm_qadr] = np.asarray(HOME_Q_RAD) + rng.uniform(-0.02, 0.02, 7)
         d.qpos[self._finger_qadr] = GRIPPER_MAX_WIDTH_M / 2
-        d.ctrl[:7] = d.qpos[self._arm_qadr]
         obj_xy = None
         if self.task.has_object:
             obj_xy = rng.uniform(self.task.object_xy_low, self.task.object_xy_high)
@@ -215,7 +261,8 @@ class FR3Env(MujocoScene, gym.Env):
         self.goal = self._sample_goal(rng, obj_xy)
         m.site_pos[self._goal_site] = self.goal
         mujoco.mj_forward(m, d)
-        self.traj.reset(self.tcp_pos)
+        self._reported_tcp = d.site_xpos[self._tcp].copy()
+        self.traj.reset(self._reported_tcp)
         self._grip_width_goal, self._grip_force = GRIPPER_MAX_WIDTH_M, _HAND_OPEN_FORCE_N
         self._latency = self.randomizer.sample_latency(rng)
         self._action_queue = deque(np.array([0, 0, 0, 1], np.float32) for _ in range(self._latency))
@@ -246,11 +293,9 @@ class FR3Env(MujocoScene, gym.Env):
         else:
             self._grip_width_goal, self._grip_force = 0.0, GRASP_FORCE_N
         m, d = self.model, self.data
+        self.traj.new_motion()
         for _ in range(self.n_substeps):
-            cmd = self.traj.step(target, self.dt_s)
-            d.ctrl[:7] = self._ik(cmd)
-            # gravity + Coriolis compensation, as the arm's own controller (and franky-sim's) does
-            d.qfrc_applied[self._arm_dadr] = d.qfrc_bias[self._arm_dadr]
+            self._arm_torques(self._ik(self.traj.step(target, self.dt_s)))
             self._hand_forces()
             mujoco.mj_step(m, d)
         self._t += 1
@@ -265,6 +310,17 @@ class FR3Env(MujocoScene, gym.Env):
         return self._obs(), reward, terminated, truncated, info
 
     # ----- observations -----
+    @property
+    def tcp_pos(self) -> np.ndarray:
+        """The tcp the robot reports (franky's O_T_EE): franky-sim's is the pose at the joint targets q_d, i.e. the
+        commanded pose (an FR3 reports the measured pose, which tracks the command within a millimetre or so)."""
+        return self._reported_tcp.copy()
+
+    @property
+    def tcp_measured_pos(self) -> np.ndarray:
+        """The tcp of the simulated joints (lags the command by the joint PD's tracking error while moving)."""
+        return self.data.site_xpos[self._tcp].copy()
+
     def _object_pos(self) -> np.ndarray | None:
         if not self.task.has_object:
             return None

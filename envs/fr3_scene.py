@@ -76,7 +76,7 @@ def build_scene_xml(with_object: bool = True) -> str:
     compiler.set("meshdir", str(assets / "meshes"))  # absolute: the meshes stay in the installed package
     option = root.find("option")
     assert option is not None
-    option.set("timestep", "0.002")
+    option.set("timestep", "0.001")  # franky-sim's and libfranka's 1 kHz
     asset = root.find("asset")
     assert asset is not None
     add_materials(asset)
