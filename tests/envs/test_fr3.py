@@ -108,3 +108,34 @@ def test_expert_solves_the_task(task):
     finally:
         env.close()
     assert sum(ok for ok, _ in results) >= 7, results
+
+
+def test_a_new_motion_starts_from_the_reported_velocity():
+    """franky takes each motion over from the commanded velocity the robot reports: franky-sim's is low-passed
+    (it lags while accelerating), an FR3's is exact (velocity_filter=0)."""
+    for filt in (0.95, 0.0):
+        traj = CartesianTrajectory(vel_m_s=0.255, acc_m_s2=1.95, velocity_filter=filt)
+        traj.reset(np.zeros(3))
+        for _ in range(40):  # one 25 Hz control period of accelerating along +y
+            traj.step(np.array([0.0, 0.02, 0.0]), 0.001)
+        v = traj.v.copy()
+        traj.new_motion()
+        if filt:
+            assert 0.3 * v[1] < traj.v[1] < 0.8 * v[1]  # restarts slower than it was moving
+        else:
+            np.testing.assert_allclose(traj.v, v, atol=1e-12)
+
+
+def test_reported_tcp_leads_the_simulated_joints_while_moving_and_meets_them_at_rest():
+    """Like franky-sim, the env reports the commanded pose (O_T_EE at the joint targets); its joint PD lags it."""
+    env = make_env("fr3_reach", render=False)
+    e = env.unwrapped
+    env.reset(seed=2)
+    for _ in range(10):
+        obs, *_ = env.step(np.array([0.0, 1.0, 0.0, 1.0], np.float32))
+    np.testing.assert_allclose(obs["proprio"][14:17], e.tcp_pos, atol=1e-6)  # the policy sees the reported tcp
+    assert e.tcp_pos[1] - e.tcp_measured_pos[1] > 0.005  # ahead along the motion
+    for _ in range(25):
+        env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
+    np.testing.assert_allclose(e.tcp_pos, e.tcp_measured_pos, atol=1e-3)
+    env.close()
