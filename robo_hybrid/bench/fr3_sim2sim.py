@@ -80,12 +80,12 @@ class FrankySimRobot(FrankaRobot):
         if self._arm is not None:
             self._arm.join_motion(5.0)
         if self._grip_future is not None:
-            self._grip_future.wait(3.0)
+            self._grip_future.wait(3.0 * self.scene.slowdown)
         self.scene.reset(st.q_arm, st.obj_pose if self.task.has_object else None, st.goal)
         self.goal = st.goal.astype(np.float32)
         self._grip_open = None  # the fingers were reopened in the simulator: the first gripper command goes out
         self._holding = False
-        time.sleep(SETTLE_S)
+        time.sleep(SETTLE_S * self.scene.slowdown)
         self._last_t = None
         return self.read()
 
@@ -186,8 +186,8 @@ def _onnx(model: str):
 
 
 def _franky_sim_side(task: str, states: dict[int, SeedState], controller: str, model: str, spec, safety: bool,
-                     episode_steps: int) -> tuple[SideResult, dict]:  # fmt: skip
-    scene = FrankySimScene(loopback_host(), with_object=FR3_TASKS[task].has_object)
+                     episode_steps: int, slowdown: float) -> tuple[SideResult, dict]:  # fmt: skip
+    scene = FrankySimScene(loopback_host(), with_object=FR3_TASKS[task].has_object, slowdown=slowdown)
     robot = FrankySimRobot(spec, scene, task, states)
     if controller == "expert":
         from robo_hybrid.envs.experts_fr3 import FR3PickPlaceExpert, FR3ReachExpert
@@ -203,7 +203,9 @@ def _franky_sim_side(task: str, states: dict[int, SeedState], controller: str, m
     else:
         policy = _onnx(model)
     seeds = sorted(states)
-    loop = LoopConfig(max_steps=episode_steps, seed=seeds[0], handle_signals=False)
+    # franky-sim slowed down by `slowdown`: the loop slows by as much, so each period is 1 / rate of simulated time
+    loop = LoopConfig(rate_hz=spec.control_rate_hz / slowdown, max_steps=episode_steps, seed=seeds[0],
+                      handle_signals=False)  # fmt: skip
     ctl = Controller(policy, robot, loop, SafetyConfig(enabled=safety, estop_signal=False))
     out = SideResult()
     try:
@@ -222,8 +224,11 @@ def _franky_sim_side(task: str, states: dict[int, SeedState], controller: str, m
 
 
 def run_sim2sim(task: str = "fr3_pickplace", episodes: int = 50, seed_base: int = 1_000_000, controller: str = "expert",
-                model: str = "", safety: bool = True, image_size: int = 84) -> dict:  # fmt: skip
-    """Both sides on seeds seed_base .. seed_base + episodes - 1; prints both success rates with Wilson intervals."""
+                model: str = "", safety: bool = True, image_size: int = 84, slowdown: float = 1.0) -> dict:  # fmt: skip
+    """Both sides on seeds seed_base .. seed_base + episodes - 1; prints both success rates with Wilson intervals.
+
+    franky-sim runs at 1 / slowdown of real time and the deploy loop at the policy rate / slowdown (see
+    FrankySimScene); the printed simulated time per period says whether franky-sim kept that pace."""
     from robo_hybrid.envs import make_env
 
     if controller not in ("expert", "onnx") or (controller == "onnx" and not model):
@@ -240,13 +245,13 @@ def run_sim2sim(task: str = "fr3_pickplace", episodes: int = 50, seed_base: int 
     t0 = time.monotonic()
     ours = _env_side(task, seeds, controller, model, env_kw)
     t1 = time.monotonic()
-    theirs, extra = _franky_sim_side(task, states, controller, model, spec, safety, steps)
+    theirs, extra = _franky_sim_side(task, states, controller, model, spec, safety, steps, slowdown)
     t2 = time.monotonic()
     both = sum(a == b for a, b in zip(ours.successes, theirs.successes, strict=True))
     print(f"{task}, {controller if controller == 'expert' else model}, seeds {seeds[0]}..{seeds[-1]}:")
     print("  " + ours.line("our env    "), f"(median {np.median(ours.steps):.0f} steps, {t1 - t0:.0f} s)")
     print("  " + theirs.line("franky-sim "), f"(median {np.median(theirs.steps):.0f} steps, {t2 - t1:.0f} s, "
-          f"robot=franka in real time; franky-sim ms per 40 ms period: median "
+          f"robot=franka, franky-sim at 1/{slowdown:g} real time; simulated ms per period: median "
           f"{extra['sim_ms_per_period_median']:.1f}, p10 {extra['sim_ms_per_period_p10']:.1f})")  # fmt: skip
     print(f"  same outcome on {both}/{len(seeds)} seeds; loop ends {dict(_count(extra['ends']))}; "
           f"safety counters {extra['counters']}")

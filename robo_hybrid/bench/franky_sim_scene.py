@@ -56,8 +56,9 @@ def _addresses(model, names: tuple[str, ...]) -> list[int]:
     return [int(model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, PREFIX + n)]) for n in names]
 
 
-def _serve(conn, host: str, with_object: bool) -> None:
-    """Child process: franky-sim with our scene on `host`, serving reset / snapshot requests between ticks."""
+def _serve(conn, host: str, with_object: bool, slowdown: float = 1.0) -> None:
+    """Child process: franky-sim with our scene on `host`, serving reset / snapshot requests between ticks; each 1 ms
+    tick takes at least `slowdown` ms of wall-clock time (franky-sim's own real-time pacing)."""
     import franky_sim
     import mujoco
     from franky_sim.mujoco_simulator import MujocoSimulator
@@ -76,7 +77,7 @@ def _serve(conn, host: str, with_object: bool) -> None:
     conn.send(("ready", ET.tostring(sim.scene, encoding="unicode")))
     try:
         while True:
-            srv.run_once(realtime=True)
+            srv.run_once(realtime=slowdown)
             if not conn.poll():
                 continue
             msg = conn.recv()
@@ -108,15 +109,21 @@ class Snapshot:
 
 
 class FrankySimScene:
-    """franky-sim + our task scene in a child process on `host`; a mirror model here for judging and rendering."""
+    """franky-sim + our task scene in a child process on `host`; a mirror model here for judging and rendering.
 
-    def __init__(self, host: str, with_object: bool = True) -> None:
+    `slowdown` > 1 runs franky-sim slower than real time by that factor (a loop driving it then runs at the policy
+    rate / slowdown): on a loaded machine it cannot keep 1 kHz, and a slower but steady clock keeps the ratio of
+    simulated time per control period exact.
+    """
+
+    def __init__(self, host: str, with_object: bool = True, slowdown: float = 1.0) -> None:
         import mujoco
 
         ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited GL context or threads
         self._conn, child = ctx.Pipe()
         self.host = host
-        self._proc = ctx.Process(target=_serve, args=(child, host, with_object), daemon=True)
+        self.slowdown = float(slowdown)
+        self._proc = ctx.Process(target=_serve, args=(child, host, with_object, self.slowdown), daemon=True)
         self._proc.start()
         if not self._conn.poll(START_TIMEOUT_S):
             self.close()
