@@ -252,11 +252,20 @@ class FrankaRobot(Robot):
             return
         franky = _franky()
         try:
-            if self._arm.poll_motion():
+            if self._moving():
                 self._arm.move(franky.CartesianStopMotion(), asynchronous=True)
         except Exception as e:
             raise RobotWriteError(f"franky hold failed: {type(e).__name__}: {e}") from e
         self._holding = True
+
+    def _moving(self) -> bool:
+        """Whether a motion runs (franky's is_in_control); raises what the last motion ended with (poll_motion).
+
+        poll_motion's return value is not used: franky 2.0 returns False while a motion runs and True when none
+        does, the reverse of its docstring (measured against franky-sim)."""
+        assert self._arm is not None  # callers check
+        self._arm.poll_motion()
+        return bool(self._arm.is_in_control)
 
     def stop(self) -> None:
         """Stop every motion (libfranka preempts it) and refuse commands until re-armed."""
@@ -278,7 +287,7 @@ class FrankaRobot(Robot):
             self._poller = None
         if self._arm is not None:
             try:
-                if self._arm.poll_motion():
+                if self._moving():
                     self._arm.stop()
             except Exception:  # the link may be what failed; libfranka's watchdog stops the arm
                 pass
