@@ -25,7 +25,7 @@ from robo_hybrid.deploy.safety import SafetyConfig
 from robo_hybrid.envs.fr3 import FR3_TASKS, WORKSPACE_HIGH_M, WORKSPACE_LOW_M
 
 from .fr3_motion import loopback_host
-from .franky_sim_scene import FrankySimScene, MirrorCamera
+from .franky_sim_scene import BlankCamera, FrankySimScene, MirrorCamera
 
 SETTLE_S = 0.5  # after a reset: franky-sim's finite-difference velocity estimates forget the jump
 
@@ -64,9 +64,12 @@ class FrankySimRobot(FrankaRobot):
     supports_reset = True
 
     def __init__(self, spec, scene: FrankySimScene, task: str, states: dict[int, SeedState],
-                 terminate_on_success: bool = True, **kw) -> None:  # fmt: skip
-        cams = {key: MirrorCamera(scene, cam, spec_image_size(spec, key))
-                for key, cam in (("image", "front"), ("image_wrist", "wrist")) if key in spec.image_keys}  # fmt: skip
+                 terminate_on_success: bool = True, render: bool = True, **kw) -> None:  # fmt: skip
+        cams: dict = {}
+        for key, cam in (("image", "front"), ("image_wrist", "wrist")):
+            if key in spec.image_keys:
+                size = spec_image_size(spec, key)
+                cams[key] = MirrorCamera(scene, cam, size) if render else BlankCamera(size)
         super().__init__(spec, scene.host, cameras=cams, workspace=(WORKSPACE_LOW_M, WORKSPACE_HIGH_M), **kw)
         self.scene, self.task, self.states = scene, FR3_TASKS[task], states
         self.terminate_on_success = terminate_on_success
@@ -188,7 +191,7 @@ def _onnx(model: str):
 def _franky_sim_side(task: str, states: dict[int, SeedState], controller: str, model: str, spec, safety: bool,
                      episode_steps: int, slowdown: float) -> tuple[SideResult, dict]:  # fmt: skip
     scene = FrankySimScene(loopback_host(), with_object=FR3_TASKS[task].has_object, slowdown=slowdown)
-    robot = FrankySimRobot(spec, scene, task, states)
+    robot = FrankySimRobot(spec, scene, task, states, render=controller != "expert")  # the expert reads no image
     if controller == "expert":
         from robo_hybrid.envs.experts_fr3 import FR3PickPlaceExpert, FR3ReachExpert
 

@@ -210,3 +210,24 @@ class MirrorCamera(Camera):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+class BlankCamera(Camera):
+    """A grey frame stamped now, for controllers that read no image (the scripted expert): rendering the FR3's meshes
+    in software costs tens of milliseconds per frame, which would starve franky-sim of the CPU."""
+
+    def __init__(self, size: int = 84) -> None:
+        self.size = int(size)
+        self._frame = np.full((self.size, self.size, 3), 128, np.uint8)
+
+    def start(self) -> None:
+        """Nothing to open."""
+
+    def latest(self) -> tuple[np.ndarray, float]:
+        """The grey frame, stamped now."""
+        import time
+
+        return self._frame, time.monotonic()
+
+    def stop(self) -> None:
+        """Nothing to close."""
