@@ -29,6 +29,10 @@ FR3_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 FR3_Q_LOW_RAD = (-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159)
 FR3_Q_HIGH_RAD = (2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159)
 JOINT_MARGIN_RAD = 0.05
+# FR3 joint velocity limits (Franka's datasheet). A measured joint speed over them means the arm is not under
+# control (a real FR3 reflexes first; franky-sim's arm, fed the jumps libfranka sends after a lossy link, flies):
+# read() raises, the loop latches.
+FR3_DQ_MAX_RAD_S = (2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26)
 # The reach this driver allows the tool centre point by default (robot base frame): in front of the robot, above
 # the table surface. A lab narrows it to its cell (FrankaRobot(workspace=...)).
 FR3_WORKSPACE_LOW_M = (0.25, -0.4, 0.01)
@@ -182,6 +186,11 @@ class FrankaRobot(Robot):
             robot_t = float(s.time.to_sec())  # the robot's own clock: it stops advancing when the link is gone
         except Exception as e:
             raise RobotReadError(f"franky state read failed: {type(e).__name__}: {e}") from e
+        over = np.abs(dq) > np.asarray(FR3_DQ_MAX_RAD_S)
+        if over.any():
+            j = int(np.argmax(over))
+            raise RobotReadError(f"joint {j + 1} of the arm at {self.host} moves at {dq[j]:.2f} rad/s, over the FR3's "
+                                 f"{FR3_DQ_MAX_RAD_S[j]} rad/s: the arm is not under control")  # fmt: skip
         now = time.monotonic()
         if robot_t != self._last_time[0]:
             self._last_time = (robot_t, now)
@@ -201,8 +210,12 @@ class FrankaRobot(Robot):
                            image_stamp_s=stamps)  # fmt: skip
 
     def target_for(self, action: np.ndarray, ee_m: np.ndarray) -> np.ndarray:
-        """The absolute tcp target of an action: measured tcp + delta, clipped into this driver's workspace."""
-        return np.clip(ee_m + np.asarray(action[:3], float) * self._spec.max_ee_delta_m, self._ws_low, self._ws_high)
+        """The absolute tcp target of an action: measured tcp + delta, clipped into this driver's workspace and never
+        more than one full delta per axis from the measured tcp (a tcp far outside the box moves back by a delta per
+        step instead of jumping to the box's edge)."""
+        ee, step = np.asarray(ee_m, float), self._spec.max_ee_delta_m
+        target = np.clip(ee + np.asarray(action[:3], float) * step, self._ws_low, self._ws_high)
+        return ee + np.clip(target - ee, -step, step)
 
     def write(self, action: np.ndarray) -> None:
         """One asynchronous CartesianMotion to the pose target; a gripper command when open/close changes."""

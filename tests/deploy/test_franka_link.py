@@ -3,13 +3,14 @@
 The proxy (link_proxy.py) relays the TCP connections and the 1 kHz UDP streams of the arm and the gripper and is
 switched mid-motion (after a fixed number of commands) to drop or delay UDP packets or to cut the link. Each
 fault must end in a latched stop with a one-line reason and no motion left running after close(); every target the
-driver handed franky must be finite, inside the workspace and within the declared lead of the measured tcp, and
-every 1 kHz Cartesian command franky sent through the proxy (tapped, parsed with franky-sim's own decoder) inside
-the workspace. On a healthy link the 1 kHz stream also stays under franky's 1.7 m/s; after a gap of G ms in the
-state stream libfranka's command catches up with the trajectory within a few ms (a step of about 0.255 m/s x G:
-2 m/s after 30 ms, 5 m/s after 80 ms, measured through the proxy), which a real FR3 refuses with a reflex
-(franky.ControlException -> RobotError, see test_franka_sim.py) and franky-sim accepts, so under loss the stream's
-speed is not asserted. Outcomes are asserted, never timings.
+driver handed franky must be finite, inside the workspace and at most one action's delta from the measured tcp,
+and the 1 kHz Cartesian commands franky sent through the proxy (tapped, parsed with franky-sim's own decoder) are
+checked too: inside the workspace, and on a healthy link under franky's 1.7 m/s. After a gap of G ms in the state
+stream libfranka's command catches up with the trajectory within a few ms (a step of about 0.255 m/s x G: 2 m/s
+after 30 ms, 5 m/s after 80 ms, measured through the proxy), which a real FR3 refuses with a reflex
+(franky.ControlException -> RobotError, see test_franka_sim.py) and franky-sim accepts; so under loss the stream's
+speed is not asserted, and under 50% loss not its workspace either (see FAULTS). Outcomes are asserted, never
+timings.
 """
 
 from __future__ import annotations
@@ -112,14 +113,16 @@ def _assert_stopped_after_close(proxy: LinkProxy, result: dict) -> None:
 
 
 def _assert_driver_targets_safe(targets: list, robot: FrankaRobot, spec: IOSpec) -> None:
-    """Every target handed to franky: finite, inside the workspace, at most one action's delta from the measured tcp
-    (the safety filter's lead bound, speed x period, is wider than that)."""
+    """Every target handed to franky: finite, inside the workspace (or, for a tcp outside it, no further out than the
+    tcp), at most one action's delta from the measured tcp (the safety filter's lead bound is wider than that)."""
     assert targets  # the driver sent motions before the fault
     ee, tgt = (np.asarray(x) for x in zip(*targets, strict=True))  # (n, 3) each
     assert np.isfinite(tgt).all()
-    assert (tgt >= np.asarray(WORKSPACE[0]) - 1e-9).all() and (tgt <= np.asarray(WORKSPACE[1]) + 1e-9).all()
+    lo, hi = np.minimum(WORKSPACE[0], ee), np.maximum(WORKSPACE[1], ee)  # (n, 3): motion back inward only
+    assert (tgt >= lo - 1e-9).all() and (tgt <= hi + 1e-9).all()
     lead = np.abs(tgt - ee).max(axis=1)  # (n,)
-    assert (lead <= spec.max_ee_delta_m + 1e-9).all(), float(lead.max())
+    i = int(lead.argmax())
+    assert lead[i] <= spec.max_ee_delta_m + 1e-9, f"target {tgt[i]} from tcp {ee[i]} (cycle {i} of {len(lead)})"
 
 
 def _commanded_tcp(proxy: LinkProxy) -> tuple[np.ndarray, np.ndarray]:
@@ -165,15 +168,25 @@ def test_a_healthy_proxy_changes_nothing(link, fr3_spec):
     _assert_stopped_after_close(proxy, result)
 
 
-@pytest.mark.parametrize("fault", [{"drop": 0.98}, {"delay_s": 0.3}], ids=["drop98", "delay300ms"])
-def test_heavy_udp_loss_or_delay_mid_motion_latches_with_a_one_line_reason(link, fr3_spec, fault):
+# (fault, what the reason names, whether franky's 1 kHz stream stays inside the workspace). 98% loss, a 300 ms delay:
+# the state stream pauses for longer than the driver's 100 ms stale limit before franky's stream can go wrong. 50%
+# loss: libfranka's catch-up steps after each gap feed franky's next motion a velocity far over its limit, the stream
+# overshoots the targets (to about y = 0.5 m with every target at y <= 0.3 m) and franky-sim's arm follows until the
+# driver reads a joint speed over the FR3's limit (a real FR3 stops at the first step with a reflex instead).
+FAULTS = [({"drop": 0.98}, "robot state", True), ({"delay_s": 0.3}, "robot state", True),
+          ({"drop": 0.5}, "not under control", False)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fault", "named", "stream_inside"), FAULTS, ids=["drop98", "delay300ms", "drop50"])
+def test_udp_loss_or_delay_mid_motion_latches_with_a_one_line_reason(link, fr3_spec, fault, named, stream_inside):
     proxy, host = link
-    result = _episode(fr3_spec, host, proxy, fault, steps=100)
+    result = _episode(fr3_spec, host, proxy, fault, steps=100)  # also checks every target the driver sent
     assert result["latched"] == "hardware_error" and result["ends"] == ["hardware_error"]
     reason = latch_reason(result)
-    assert reason is not None and "\n" not in reason and ("robot state" in reason or "franky" in reason), reason
+    assert reason is not None and "\n" not in reason and named in reason, reason
     assert result["counters"]["actions"] < 100  # stopped early, not at the end of the episode
-    _assert_every_command_safe(proxy)
+    if stream_inside:
+        _assert_every_command_safe(proxy)
     _assert_stopped_after_close(proxy, result)
 
 
@@ -182,7 +195,7 @@ def test_link_cut_mid_motion_latches_with_a_one_line_reason(link, fr3_spec):
     result = _episode(fr3_spec, host, proxy, {"cut": True}, steps=100)
     assert result["latched"] == "hardware_error" and result["ends"] == ["hardware_error"]
     reason = latch_reason(result)
-    assert reason is not None and "\n" not in reason and ("robot state" in reason or "franky" in reason), reason
+    assert reason is not None and "\n" not in reason and "robot state" in reason, reason
     _assert_every_command_safe(proxy)
     cut_at = min(t.t for t in proxy.taps if t.fate == "cut")
     assert not [t for t in proxy.commands() if t.t > cut_at]  # nothing reached the robot after the cut
