@@ -81,6 +81,7 @@ class _Session:
         self.tcp_due = {TO_SERVER: 0.0, TO_CLIENT: 0.0}  # keeps TCP order under a changing delay
 
     def sockets(self) -> tuple[socket.socket, ...]:
+        """Its four sockets: client TCP, upstream TCP, server-facing UDP, client-facing UDP."""
         return self.client, self.upstream, self.u_server, self.u_client
 
 
