@@ -54,6 +54,18 @@ def add_task_objects(worldbody: ET.Element, with_object: bool = True, table_visu
     ET.SubElement(worldbody, "camera", name="front", pos="1.35 0 0.65", xyaxes="0 1 0 -0.42 0 0.91", fovy="45")
 
 
+def draw_collision_meshes(tree: ET.Element) -> None:
+    """Cameras draw the arm's collision meshes (3.2 k triangles) instead of its visual meshes (241 k): software
+    rendering of the visual meshes costs ~25 ms per 84 px frame on 2 cores, 10x the physics of a control step.
+    Only the drawn group changes (visual -> hidden group 5, collision -> group 2); physics is untouched."""
+    for geom in tree.iter("geom"):
+        cls = geom.get("class", "")
+        if cls == "visual":
+            geom.set("group", "5")
+        elif "collision" in cls:
+            geom.set("group", "2")
+
+
 def add_materials(asset: ET.Element) -> None:
     """The table / object materials (named as the domain randomizer expects)."""
     ET.SubElement(asset, "material", name="table", rgba="0.55 0.42 0.3 1")
@@ -87,6 +99,7 @@ def build_scene_xml(with_object: bool = True) -> str:
     ET.SubElement(worldbody, "geom", name="floor", type="plane", pos="0 0 -0.04", size="3 3 0.1",
                   rgba="0.3 0.35 0.4 1")
     add_task_objects(worldbody, with_object)
+    draw_collision_meshes(worldbody)
     hand = root.find(".//body[@name='hand']")
     assert hand is not None
     add_wrist_camera(hand)

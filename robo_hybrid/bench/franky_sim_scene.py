@@ -18,7 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from robo_hybrid.deploy.cameras.base import Camera, CameraError
-from robo_hybrid.envs.fr3_scene import FINGER_JOINTS, FR3_JOINTS, add_materials, add_task_objects, add_wrist_camera
+from robo_hybrid.envs.fr3_scene import (
+    FINGER_JOINTS,
+    FR3_JOINTS,
+    add_materials,
+    add_task_objects,
+    add_wrist_camera,
+    draw_collision_meshes,
+)
 
 PREFIX = "robot0_"  # franky-sim prefixes the names of its first robot
 START_TIMEOUT_S = 60.0
@@ -45,6 +52,7 @@ def build_scene(sim, with_object: bool = True) -> None:
     assert asset is not None  # franky-sim's scene always has one
     add_materials(asset)
     add_task_objects(world, with_object, table_visual_only=True)
+    draw_collision_meshes(world)  # as our env draws the arm
     hand = world.find(f".//body[@name='{PREFIX}hand']")
     assert hand is not None, "franky-sim's FR3 has no hand body"
     add_wrist_camera(hand)
