@@ -4,11 +4,11 @@ Each arm embeds franky-sim (the FR3 scene with the task objects, front and wrist
 the controller with `robot=franka` over libfranka's protocol on a loopback address at the policy rate, and times
 every franky-sim tick with a post-step callback. The "render" arm adds the simulated cameras (front + wrist,
 `size` px at `rate_hz`) rendering that scene in their own threads, as a test harness does; the "no render" arm
-delivers constant frames instead. Rendering is software GL here (Mesa llvmpipe), so the render arms differ in what
-a frame costs: franky-sim's own look (three lights, 4096 px shadow map, 8x multisampling), our env's look (no
-shadows, 4x multisampling: what the policy was trained on), and our env's look with llvmpipe held to one thread
-(LP_NUM_THREADS=1). Each arm is a fresh process (Mesa reads LP_NUM_THREADS once); arms alternate (A B C D A B ...)
-so a load change on the machine hits all of them. Torch-free.
+delivers constant frames instead. Rendering is software GL here (Mesa llvmpipe), so what a frame costs depends on
+the scene's look: franky-sim's own (its visual meshes, 241 k triangles, three lights, a 4096 px shadow map, 8x
+multisampling; what tests/deploy/test_franka_sim.py renders) or our env's (`bench/franky_sim_scene.build_scene`:
+the arm's collision meshes, our lighting without shadows; what the policy was trained on). Each arm is a fresh
+process; arms alternate (A B C A B C ...) so a load change on the machine hits all of them. Torch-free.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from robo_hybrid.deploy.safety import SafetyConfig
 
 _HOSTS = itertools.count(1)
 MISSED_MS = 2.0  # a tick period over this: at least one whole 1 ms tick was lost
-# arm name -> (render, scene look, LP_NUM_THREADS or "" for Mesa's default of one thread per core)
-ARMS = {"no render": (False, "franky", ""), "render, franky-sim look": (True, "franky", ""),
-        "render, env look": (True, "env", ""), "render, env look, 1 GL thread": (True, "env", "1")}  # fmt: skip
+# arm name -> (render, scene look)
+ARMS = {"no render": (False, "franky"), "render, franky-sim look": (True, "franky"), "render, env look": (True, "env")}
 
 
 class ConstantCamera:
@@ -63,28 +62,25 @@ def _host() -> str:
 def _embedded_server(look: str = "franky"):
     """franky-sim in this process with our task scene (table, cube, goal, front + wrist cameras); not yet running.
 
-    look="env" renders like our FR3 env (no shadows, MuJoCo's default 4x multisampling) instead of franky-sim's
-    shadowed, 8x multisampled look."""
+    look="franky" keeps franky-sim's meshes and lights; look="env" draws it like our env (build_scene)."""
     import franky_sim
     from franky_sim.mujoco_simulator import MujocoSimulator
 
+    from robo_hybrid.bench.franky_sim_scene import build_scene
     from robo_hybrid.envs.fr3_scene import add_materials, add_task_objects, add_wrist_camera
 
     sim = MujocoSimulator()
     sim.init()
     sim.add_robot()
-    asset = sim.scene.find("asset")
-    assert asset is not None  # franky-sim's scene always has one
-    add_materials(asset)
-    add_task_objects(sim.worldbody, table_visual_only=True)
-    hand = next(b for b in sim.worldbody.iter("body") if str(b.get("name", "")).endswith("hand"))
-    add_wrist_camera(hand)
     if look == "env":
-        for light in sim.scene.iter("light"):
-            light.set("castshadow", "false")
-        quality = sim.scene.find("visual/quality")
-        if quality is not None:
-            quality.set("offsamples", "4")
+        build_scene(sim)
+    else:
+        asset = sim.scene.find("asset")
+        assert asset is not None  # franky-sim's scene always has one
+        add_materials(asset)
+        add_task_objects(sim.worldbody, table_visual_only=True)
+        hand = next(b for b in sim.worldbody.iter("body") if str(b.get("name", "")).endswith("hand"))
+        add_wrist_camera(hand)
     host = _host()
     srv = franky_sim.SimulationServer(sim, hostname_candidates=[host])
     srv.init()
@@ -166,16 +162,13 @@ def _spec(size: int, rate_hz: float):
 def arm_main(argv: list[str]) -> None:
     """Child process of one arm: argv = [name, seconds, size, rate_hz]; prints its figures as one JSON line."""
     name, seconds, size, rate_hz = argv[0], float(argv[1]), int(argv[2]), float(argv[3])
-    render, look, _ = ARMS[name]
+    render, look = ARMS[name]
     out = run_arm(_spec(size, rate_hz), render, seconds, size, rate_hz, look)
     print("ARM " + json.dumps(dict(out, arm=name)), flush=True)
 
 
 def _run_child(name: str, seconds: float, size: int, rate_hz: float) -> dict:
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    env.pop("LP_NUM_THREADS", None)
-    if ARMS[name][2]:
-        env["LP_NUM_THREADS"] = ARMS[name][2]
     code = "import sys; from robo_hybrid.bench.sim_camera import arm_main; arm_main(sys.argv[1:])"
     proc = subprocess.run([sys.executable, "-c", code, name, str(seconds), str(size), str(rate_hz)], env=env,
                           capture_output=True, text=True, timeout=seconds * 10 + 120)  # fmt: skip
