@@ -100,7 +100,7 @@ def _episode(spec, host, proxy, fault: dict | None, steps: int) -> dict:
     finally:
         robot.close()
     result["closed_at"] = time.monotonic()
-    _assert_driver_targets_safe(targets, robot, spec)
+    _assert_driver_targets_safe(targets, spec)
     result["results"] = [vars(r) for r in result["results"]]
     return result
 
@@ -112,7 +112,7 @@ def _assert_stopped_after_close(proxy: LinkProxy, result: dict) -> None:
     assert not late, f"{len(late)} commands after close()"
 
 
-def _assert_driver_targets_safe(targets: list, robot: FrankaRobot, spec: IOSpec) -> None:
+def _assert_driver_targets_safe(targets: list, spec: IOSpec) -> None:
     """Every target handed to franky: finite, inside the workspace (or, for a tcp outside it, no further out than the
     tcp), at most one action's delta from the measured tcp (the safety filter's lead bound is wider than that)."""
     assert targets  # the driver sent motions before the fault
