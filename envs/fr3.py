@@ -1,9 +1,13 @@
 """FR3 tasks on the Menagerie FR3 model (from franky-sim): the action means what franky's Cartesian motions do.
 
-Action (shared layout, `common.ACTION_MEANING`): xyz in [-1, 1] times `MAX_EE_DELTA_M` added to the measured tool
+Action (shared layout, `common.ACTION_MEANING`): xyz in [-1, 1] times `MAX_EE_DELTA_M` added to the reported tool
 centre point is a Cartesian pose target (tool pointing down), sent once per control period; like franky's
-`CartesianMotion` on the real arm, the target is reached by a trajectory under the Cartesian velocity and
-acceleration limits scaled by the dynamics factor, and a new target takes over from the current motion state.
+`CartesianMotion`, the target is reached by a trajectory under the Cartesian velocity and acceleration limits
+scaled by the dynamics factor, and a new target takes over from the commanded velocity the robot reports. The arm
+follows that trajectory as franky-sim's does (1 kHz: its IK from the measured joints to joint targets q_d, its
+joint PD with gravity and Coriolis compensation), and the tcp in the observation is the one franky reports: on
+franky-sim the pose at q_d, which leads the simulated joints by the PD's tracking error while moving
+(`tcp_measured_pos` is the tcp of the joints). `robo-hybrid bench sim2sim motion=true` prints both paths.
 Gripper: > 0 opens (franky `Gripper.move` to the full width), <= 0 grasps (franky `Gripper.grasp`), at the Franka
 Hand's speed and the grasp force below; the fingers follow franky-sim's hand controller.
 """

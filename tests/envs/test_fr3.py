@@ -139,3 +139,14 @@ def test_reported_tcp_leads_the_simulated_joints_while_moving_and_meets_them_at_
         env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
     np.testing.assert_allclose(e.tcp_pos, e.tcp_measured_pos, atol=1e-3)
     env.close()
+
+
+def test_cameras_draw_the_light_collision_meshes_not_the_visual_ones():
+    """The drawn groups (0-2) hold the arm's collision meshes only: ~3 k triangles, not the 241 k visual ones."""
+    import mujoco
+
+    m = mujoco.MjModel.from_xml_string(build_scene_xml())
+    drawn = [g for g in range(m.ngeom) if m.geom_group[g] <= 2 and m.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH]
+    faces = sum(int(m.mesh_facenum[m.geom_dataid[g]]) for g in drawn)
+    assert drawn and faces < 10_000
+    assert all(m.geom_contype[g] or m.geom_conaffinity[g] for g in drawn)  # they are the colliding geoms
