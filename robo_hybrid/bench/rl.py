@@ -28,10 +28,10 @@ MODES = ("full", "default")
 
 
 def today_full(ppo: PPOConfig) -> PPOConfig:
-    """Today's full fine-tuning: every actor weight, KL to the BC policy, the critic tokenizing the images, one
-    vector env and the critic updated in turn (no pipelining)."""
-    return replace(ppo, finetune="full", bc_reg="kl", critic=replace(ppo.critic, use_images=True), env_groups=1,
-                   async_critic=False)
+    """Today's full fine-tuning: every actor weight, KL to the BC policy, a 2-block critic tokenizing the images,
+    one vector env and the critic updated in turn (no pipelining)."""
+    return replace(ppo, finetune="full", bc_reg="kl", critic=replace(ppo.critic, use_images=True, n_layers=2),
+                   env_groups=1, async_critic=False)
 
 
 def env_alone_steps_per_s(envs, steps: int, seed: int) -> float:

@@ -19,7 +19,7 @@ from robo_hybrid.fileio import atomic_write_json, atomic_write_text
 log = logging.getLogger(__name__)
 
 # variant -> (description, extra Hydra overrides); 'bc_only' trains nothing. The default PPO configuration is
-# residual fine-tuning (frozen BC base + bounded residual), sparse reward, no KL, critic on state (no images).
+# residual fine-tuning (frozen BC base + bounded residual), sparse reward, KL to the base, critic on state (no images).
 FULL = ["algo.finetune=full", "algo.bc_reg=kl", "algo.critic.use_images=true"]  # fine-tuning as it was before
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bc_only": ("BC only (no RL)", []),
@@ -32,12 +32,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "mlp_critic": ("BC + residual PPO, MLP critic", ["algo.critic.arch=mlp"]),
     "dense": ("BC + residual PPO, dense reward terms", ["algo.reward=dense"]),
     "learned": ("BC + residual PPO, learned shaping", ["algo.reward=learned"]),
-    "kl": ("BC + residual PPO + KL to BC", ["algo.bc_reg=kl"]),
+    "residual_no_kl": ("BC + residual PPO without the KL to BC", ["algo.bc_reg=none"]),
     "rnd": ("BC + residual PPO + RND bonus", ["algo.rnd.coef=0.1"]),
-    "no_kl": ("BC + full PPO without KL regularizer", [*FULL[:1], "algo.critic.use_images=true"]),
+    "no_kl": ("BC + full PPO without KL regularizer", [*FULL[:1], "algo.bc_reg=none", "algo.critic.use_images=true"]),
     "no_warmup": ("BC + residual PPO without critic warm-up", ["algo.critic_warmup_iters=0"]),
     "no_kl_no_warmup": ("BC + full PPO without KL reg and warm-up",
-                        [*FULL[:1], "algo.critic.use_images=true", "algo.critic_warmup_iters=0"]),
+                        [*FULL[:1], "algo.bc_reg=none", "algo.critic.use_images=true", "algo.critic_warmup_iters=0"]),
     "bc_nll": ("BC + full PPO, BC-NLL regularizer on demos", [*FULL[:1], "algo.bc_reg=bc_nll"]),
 }
 DEFAULT_VARIANTS = ("bc_only", "scratch", "bc_ppo", "dense", "learned", "no_kl", "no_warmup")
