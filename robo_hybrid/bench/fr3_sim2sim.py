@@ -227,7 +227,8 @@ def _franky_sim_side(task: str, states: dict[int, SeedState], controller: str, m
 
 
 def run_sim2sim(task: str = "fr3_pickplace", episodes: int = 50, seed_base: int = 1_000_000, controller: str = "expert",
-                model: str = "", safety: bool = True, image_size: int = 84, slowdown: float = 1.0) -> dict:  # fmt: skip
+                model: str = "", safety: bool = True, image_size: int = 84, slowdown: float = 1.0,
+                episode_steps: int = 0) -> dict:  # fmt: skip
     """Both sides on seeds seed_base .. seed_base + episodes - 1; prints both success rates with Wilson intervals.
 
     franky-sim runs at 1 / slowdown of real time and the deploy loop at the policy rate / slowdown (see
@@ -237,10 +238,10 @@ def run_sim2sim(task: str = "fr3_pickplace", episodes: int = 50, seed_base: int 
     if controller not in ("expert", "onnx") or (controller == "onnx" and not model):
         raise ValueError("controller=expert, or controller=onnx with model=<policy.onnx>")
     seeds = list(range(seed_base, seed_base + episodes))
-    env_kw: dict = {"image_size": image_size}
+    env_kw: dict = {"image_size": image_size, "episode_steps": episode_steps}  # 0 = the task's episode length
     if controller == "onnx":  # the env the policy was trained on: its cameras and image size
         pspec = _onnx(model).spec
-        env_kw = {"image_size": spec_image_size(pspec, "image"), "wrist_camera": "image_wrist" in pspec.image_keys}
+        env_kw.update(image_size=spec_image_size(pspec, "image"), wrist_camera="image_wrist" in pspec.image_keys)
     env = make_env(task, render=False, **env_kw)
     states = {s: seed_state(env, s) for s in seeds}
     steps, spec = env.unwrapped.episode_steps, env.unwrapped.io_spec

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import franky  # noqa: F401  # franky-control and franky-sim come with [dev]: missing is a failure, not a skip
 import franky_sim  # noqa: F401
@@ -40,6 +41,30 @@ def test_two_expert_episodes_on_franky_sim_and_in_our_env(capsys):
     assert any(out["franky_sim"].successes)  # and, through the driver, on franky-sim
     text = capsys.readouterr().out
     assert "our env    : 2/2" in text and "franky-sim :" in text and "%" in text
+
+
+def test_an_onnx_policy_sees_franky_sim_rendered_like_our_env(tmp_path, monkeypatch):
+    """controller=onnx: the policy's camera frames come from franky-sim's state, drawn like our env's scene."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "deploy"))
+    from deploy_testlib import build_policy_onnx
+
+    from robo_hybrid.bench import fr3_sim2sim
+
+    env = make_env("fr3_pickplace", image_size=32, wrist_camera=True)
+    model = build_policy_onnx(str(tmp_path / "p.onnx"), env.unwrapped.io_spec)
+    env.close()
+    frames = []
+    real_read = fr3_sim2sim.FrankySimRobot.read
+
+    def read(self):
+        obs = real_read(self)
+        frames.append(obs.arrays["image"])
+        return obs
+
+    monkeypatch.setattr(fr3_sim2sim.FrankySimRobot, "read", read)
+    out = run_sim2sim("fr3_pickplace", episodes=1, controller="onnx", model=model, episode_steps=15)
+    assert out["franky_sim"].steps == [15] and out["env"].steps == [15] and out["latched"] is None
+    assert frames and frames[-1].shape == (32, 32, 3) and frames[-1].std() > 10  # a drawn scene, not a grey frame
 
 
 def test_the_harness_imports_no_torch():
