@@ -125,17 +125,21 @@ class FrankaRobot(Robot):
         return RobotLimits(tuple(self._ws_low), tuple(self._ws_high), self._speed_m_s, low, high)  # type: ignore[arg-type]
 
     def connect(self) -> None:
-        """Connect (first call) or recover from errors (a re-arm); start the gripper poller and the cameras."""
+        """Connect (first call) or recover from errors (a re-arm; a new session when libfranka closed the old one);
+        start the gripper poller and the cameras."""
         franky = _franky()
         try:
+            if self._arm is not None:  # explicit re-arm: the only place errors are recovered
+                try:
+                    self._arm.recover_from_errors()
+                except franky.NetworkException:  # libfranka closed the session (a UDP time-out): open a new one
+                    self._drop_session()
             if self._arm is None:
                 rt = franky.RealtimeConfig.Enforce if self._realtime_enforce else franky.RealtimeConfig.Ignore
                 self._arm = (self._robot_factory or franky.Robot)(self.host, realtime_config=rt)
                 if self._arm.has_errors:
                     raise RobotError(f"the robot at {self.host} reports errors ({self._arm.state.current_errors}); "
                                      "clear them (Desk or a re-arm) before starting")  # fmt: skip
-            else:  # explicit re-arm: the only place errors are recovered
-                self._arm.recover_from_errors()
             self._arm.relative_dynamics_factor = self.dynamics_factor
             v_max = float(self._arm.translation_velocity_limit.get()) * self.dynamics_factor
             self._speed_m_s = v_max * TARGET_LEAD_PERIODS
@@ -153,6 +157,15 @@ class FrankaRobot(Robot):
                 cam.start()
         except CameraError as e:
             raise RobotError(str(e)) from e
+
+    def _drop_session(self) -> None:
+        """Forget a dead franky session (arm, gripper, poller) so that connect opens a new one."""
+        self._poll_stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=2.0)
+            self._poller = None
+        self._release_gripper()
+        self._arm = None
 
     def _start_poller(self) -> None:
         if self._gripper is None or (self._poller is not None and self._poller.is_alive()):
@@ -294,18 +307,13 @@ class FrankaRobot(Robot):
         """Stop the cameras and the gripper poller; leave the arm stopped."""
         for cam in self.cameras.values():
             cam.stop()
-        self._poll_stop.set()
-        if self._poller is not None:
-            self._poller.join(timeout=2.0)
-            self._poller = None
         if self._arm is not None:
             try:
                 if self._moving():
                     self._arm.stop()
             except Exception:  # the link may be what failed; libfranka's watchdog stops the arm
                 pass
-        self._release_gripper()
-        self._arm = None
+        self._drop_session()
 
     def _release_gripper(self) -> None:
         """Drop the gripper, never while its asynchronous command still runs (see GRIPPER_CLOSE_WAIT_S)."""

@@ -229,3 +229,37 @@ def test_hold_during_a_motion_stops_the_arm_short_of_its_target(link, fr3_spec):
         robot.close()
     assert 0.02 <= moved < 0.1, moved  # stopped where the hold came, far from the 0.25 m target
     _assert_every_command_safe(proxy, healthy=True)
+
+
+def test_after_a_long_cut_heals_an_explicit_rearm_reconnects_and_moves_again(link, fr3_spec):
+    """A cut past libfranka's 1 s UDP time-out ends franky's session (libfranka closes its TCP connection): the
+    driver latches, stays latched, and once the link is back only an explicit re-arm opens a new session."""
+    proxy, host = link
+    robot = FrankaRobot(fr3_spec, host, cameras={"image": StillCamera()}, workspace=WORKSPACE)
+    policy = CallablePolicy(fr3_spec, lambda obs: np.array([0.0, 0.5, -0.2, 1.0], np.float32))
+    ctl = Controller(policy, robot, LoopConfig(max_steps=40, handle_signals=False), SafetyConfig(estop_signal=False))
+    real_write, writes = robot.write, [0]
+
+    def write(a):
+        writes[0] += 1
+        if writes[0] == DEGRADE_AT_WRITE:
+            proxy.set(cut=True)
+        real_write(a)
+
+    robot.write = write  # type: ignore[method-assign]
+    try:
+        first = ctl.run(1)
+        assert first["latched"] == "hardware_error"
+        give_up = time.monotonic() + 30.0  # a bound against a hang, not a timing assertion
+        while proxy.counts.get("closed_1337", 0) == 0:  # libfranka gives up on the session (its UDP time-out)
+            assert time.monotonic() < give_up, "libfranka kept its session through a cut"
+            time.sleep(0.05)
+        assert ctl.run(1)["ends"] == ["latched"]  # nothing moves by itself, link or no link
+        proxy.set(cut=False)
+        ctl.rearm()
+        second = ctl.run(1)
+    finally:
+        robot.close()
+    assert second["latched"] is None and second["ends"] == ["max_steps"], second["latched"]
+    assert proxy.counts.get("sessions_1337") == 2  # a new franky session after the re-arm
+    assert writes[0] > DEGRADE_AT_WRITE + 30  # and it moved again
