@@ -27,6 +27,8 @@ robot side (no torch, no Hydra):
   sim-server          the simulated robot server over ZeroMQ
   keys                make the CURVE key pairs of the robot link
   bench loop          controller-loop timing with and without real-time scheduling
+  bench sim2sim       one controller on franky-sim (robot=franka) and in our FR3 env, on the same seeds
+  bench camera        franky-sim's 1 kHz loop with and without the simulated cameras rendering
 Show the resolved config of a command with `robo-hybrid <command> --cfg`.
 """
 
@@ -45,7 +47,7 @@ def _is_user_error(e: BaseException) -> bool:
 
 
 def _print_config(cmd: str, args: list[str]) -> int:
-    if cmd in ROBOT_SIDE or (cmd == "bench" and args[:1] == ["loop"]):
+    if cmd in ROBOT_SIDE or (cmd == "bench" and args[:1] in (["loop"], ["sim2sim"], ["camera"])):
         module = importlib.import_module(f"robo_hybrid.commands.{COMMANDS[cmd]}")
         return int(module.main([*args, "--cfg"]))
     from omegaconf import OmegaConf  # noqa: PLC0415

@@ -1,22 +1,24 @@
-"""`robo-hybrid bench envs|latency|learn|train|rl|loop|sim2sim [key=value ...]`: benchmarks that print figures.
+"""`robo-hybrid bench envs|latency|learn|train|rl|loop|sim2sim|camera [key=value ...]`: benchmarks that print figures.
 
 envs, latency, learn, train and rl take Hydra overrides (their settings: bench.<name>.*); loop is the robot-side
-controller-loop bench and sim2sim the FR3 franky-sim-against-our-env comparison (no torch, no Hydra).
+controller-loop bench, sim2sim the FR3 franky-sim-against-our-env comparison and camera franky-sim's loop with the
+simulated cameras rendering (no torch, no Hydra).
 """
 
 from __future__ import annotations
 
 import importlib
 
-BENCHES = ("envs", "latency", "learn", "loop", "rl", "sim2sim", "train")
+BENCHES = ("camera", "envs", "latency", "learn", "loop", "rl", "sim2sim", "train")
+# torch- and Hydra-free benches (robot side): the controller loop's timing, FR3 on franky-sim against our env,
+# franky-sim's 1 kHz loop with and without the simulated cameras rendering
+TORCH_FREE = {"loop": "bench_loop", "sim2sim": "bench_sim2sim", "camera": "bench_camera"}
 
 
 def main(args: list[str]) -> int:
     """Dispatch to one benchmark (`bench loop` before anything imports Hydra or torch: it runs on a base install)."""
-    if args[:1] == ["loop"]:
-        return importlib.import_module("robo_hybrid.commands.bench_loop").main(args[1:])
-    if args[:1] == ["sim2sim"]:  # FR3 on franky-sim against our env: torch-free as well
-        return importlib.import_module("robo_hybrid.commands.bench_sim2sim").main(args[1:])
+    if args[:1] and args[0] in TORCH_FREE:
+        return importlib.import_module(f"robo_hybrid.commands.{TORCH_FREE[args[0]]}").main(args[1:])
     from robo_hybrid.config import ConfigError, load_config  # noqa: PLC0415
 
     if not args or args[0] not in BENCHES:

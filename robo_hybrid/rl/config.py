@@ -34,8 +34,9 @@ class CriticConfig:
     conv_channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     """Hidden channels of the critic's conv image stem (same layout as the policy's 'conv' stem)."""
     privileged_split: list[int] = field(default_factory=lambda: [3, 4, 3, 3])
-    """Sizes of the privileged-state parts that each become one token (object pos, quat, linvel, angvel);
-    they must sum to the privileged vector's length; [] makes the whole vector one token."""
+    """Sizes of the privileged-state parts that each become one token (object pos, quat, linvel, angvel), repeated
+    for each object when the vector is a multiple of their sum (Stack: two cubes); otherwise, or with [], the whole
+    vector is one token."""
     use_images: bool = False
     """Tokenize the camera images too; False (default) gives a much cheaper critic on proprio, goal and privileged
     state (`robo-hybrid bench rl` measures both)."""

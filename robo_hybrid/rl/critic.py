@@ -50,7 +50,9 @@ class TransformerCritic(nn.Module):
         parts = {}
         for k in self.privileged_keys:
             n = int(np.prod(spec.obs(k).shape))
-            parts[k] = list(cfg.privileged_split) if sum(cfg.privileged_split) == n else [n]
+            split = list(cfg.privileged_split)
+            # one object's layout repeated per object (Stack: two cubes, 26 = 2 x 13), else one token
+            parts[k] = split * (n // sum(split)) if split and n % sum(split) == 0 else [n]
         self.tokenizer = ObservationTokenizer(
             TokenizerConfig(d_model=D, conv_channels=cfg.conv_channels, time_emb=False),
             spec, self.image_keys, self.vector_keys + self.privileged_keys,
