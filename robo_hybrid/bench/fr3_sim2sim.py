@@ -221,7 +221,9 @@ def _franky_sim_side(task: str, states: dict[int, SeedState], controller: str, m
         out.successes.append(bool(r.success))
         out.steps.append(int(r.steps))
     periods = np.asarray(robot.sim_period_s) * 1e3
+    reason = next((r.detail for r in result["results"] if r.detail), "")
     extra = {"ends": result["ends"], "counters": result["counters"], "latched": result["latched"],
+             "latch_reason": reason,
              "sim_ms_per_period_median": float(np.median(periods)) if len(periods) else float("nan"),
              "sim_ms_per_period_p10": float(np.percentile(periods, 10)) if len(periods) else float("nan")}  # fmt: skip
     return out, extra
@@ -252,13 +254,17 @@ def run_sim2sim(task: str = "fr3_pickplace", episodes: int = 50, seed_base: int 
     t1 = time.monotonic()
     theirs, extra = _franky_sim_side(task, states, controller, model, spec, safety, steps, slowdown)
     t2 = time.monotonic()
-    both = sum(a == b for a, b in zip(ours.successes, theirs.successes, strict=True))
+    # the loop stops early on a latch (its reason is printed below): compare the seeds both sides ran
+    both = sum(a == b for a, b in zip(ours.successes, theirs.successes, strict=False))
     print(f"{task}, {controller if controller == 'expert' else model}, seeds {seeds[0]}..{seeds[-1]}:")
     print("  " + ours.line("our env    "), f"(median {np.median(ours.steps):.0f} steps, {t1 - t0:.0f} s)")
     print("  " + theirs.line("franky-sim "), f"(median {np.median(theirs.steps):.0f} steps, {t2 - t1:.0f} s, "
           f"robot=franka, franky-sim at 1/{slowdown:g} real time; simulated ms per period: median "
           f"{extra['sim_ms_per_period_median']:.1f}, p10 {extra['sim_ms_per_period_p10']:.1f})")  # fmt: skip
-    print(f"  same outcome on {both}/{len(seeds)} seeds; loop ends {dict(_count(extra['ends']))}; "
+    if extra["latched"]:
+        print(f"  franky-sim side stopped after {len(theirs.successes)} of {len(seeds)} episodes: latched "
+              f"({extra['latched']}): {extra['latch_reason']}")
+    print(f"  same outcome on {both}/{len(theirs.successes)} seeds; loop ends {dict(_count(extra['ends']))}; "
           f"safety counters {extra['counters']}")
     return {"env": ours, "franky_sim": theirs, **extra}
 

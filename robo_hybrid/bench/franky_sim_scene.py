@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -31,7 +30,6 @@ from robo_hybrid.envs.fr3_scene import (
 PREFIX = "robot0_"  # franky-sim prefixes the names of its first robot
 START_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 5.0
-MAX_CATCH_UP_S = 0.02  # further behind than this (a stall), the simulated clock drops the lost time
 
 
 def build_scene(sim, with_object: bool = True) -> None:
@@ -67,8 +65,8 @@ def _addresses(model, names: tuple[str, ...]) -> list[int]:
 
 
 def _serve(conn, host: str, with_object: bool, slowdown: float = 1.0) -> None:
-    """Child process: franky-sim with our scene on `host`, serving reset / snapshot requests between ticks; one 1 ms
-    tick per `slowdown` ms of wall-clock time."""
+    """Child process: franky-sim with our scene on `host`, serving reset / snapshot requests between ticks; each 1 ms
+    tick takes at least `slowdown` ms of wall-clock time (franky-sim's own real-time pacing)."""
     import franky_sim
     import mujoco
     from franky_sim.mujoco_simulator import MujocoSimulator
@@ -85,18 +83,9 @@ def _serve(conn, host: str, with_object: bool, slowdown: float = 1.0) -> None:
     obj = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "object")
     goal_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "goal")
     conn.send(("ready", ET.tostring(sim.scene, encoding="unicode")))
-    # absolute deadlines (franky-sim's own pacing sleeps 1 ms after each tick and so runs ~10% slow): the simulated
-    # clock keeps to wall-clock time / slowdown, catching up after a late tick, never bursting after a stall
-    tick_s, deadline = 0.001 * slowdown, time.perf_counter()
     try:
         while True:
-            srv.run_once(realtime=False)
-            deadline += tick_s
-            late = time.perf_counter() - deadline
-            if late < 0:
-                time.sleep(-late)
-            elif late > MAX_CATCH_UP_S:
-                deadline = time.perf_counter()
+            srv.run_once(realtime=slowdown)
             if not conn.poll():
                 continue
             msg = conn.recv()
@@ -217,6 +206,8 @@ class MirrorCamera(Camera):
 
     def latest(self) -> tuple[np.ndarray, float]:
         """The frame of the last snapshot, stamped now (it is as fresh as the state read)."""
+        import time
+
         if self._renderer is None or self.scene.last is None:
             raise CameraError(f"sim camera {self.camera}: not started or no snapshot yet")
         self._renderer.update_scene(self.scene.data, camera=self.camera)
@@ -242,6 +233,8 @@ class BlankCamera(Camera):
 
     def latest(self) -> tuple[np.ndarray, float]:
         """The grey frame, stamped now."""
+        import time
+
         return self._frame, time.monotonic()
 
     def stop(self) -> None:
