@@ -19,7 +19,7 @@ from robo_hybrid.cli import COMMANDS, main
     (["train", "algo=nope"], ["algo=nope", "choose one of bc, ppo"]),
     (["train", "algo.steps=0"], ["algo.steps and algo.batch_size must be >= 1"]),
     (["bench", "learn", "bench.learn.systems=[bc,nope]"], ["bench.learn.systems: unknown ['nope']"]),
-    (["bench", "nosuch"], ["choose one of envs, latency, learn, loop"]),
+    (["bench", "nosuch"], ["choose one of camera, envs, latency, learn, loop"]),
     (["eval"], ["checkpoint=<run dir"]),
     (["ablate", "ablation.variants=[bc_only,nope]"], ["ablation.variants: unknown ['nope']"]),
 ])
