@@ -11,7 +11,6 @@ Controllers: the scripted expert (privileged: it reads the cube), or an exported
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -23,21 +22,12 @@ from robo_hybrid.deploy.policy import CallablePolicy
 from robo_hybrid.deploy.robot import Observation
 from robo_hybrid.deploy.safety import SafetyConfig
 from robo_hybrid.envs.fr3 import FR3_TASKS, WORKSPACE_HIGH_M, WORKSPACE_LOW_M
+from robo_hybrid.stats import wilson_interval
 
 from .fr3_motion import loopback_host
 from .franky_sim_scene import BlankCamera, FrankySimScene, MirrorCamera
 
 SETTLE_S = 0.5  # after a reset: franky-sim's finite-difference velocity estimates forget the jump
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (the evaluator's, without importing the training side)."""
-    if n == 0:
-        return 0.0, 1.0
-    p, denom = successes / n, 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass
