@@ -13,6 +13,17 @@ from robo_hybrid.spec import IOSpec
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+@pytest.fixture(scope="module")
+def fr3_spec() -> IOSpec:
+    """The FR3 pick-and-place spec (franky-sim tests): 32 px front camera, 25 Hz."""
+    from robo_hybrid.envs import make_env  # noqa: PLC0415
+
+    env = make_env("fr3_pickplace", render=False, image_size=32)
+    spec = env.unwrapped.io_spec
+    env.close()
+    return spec
+
+
 @pytest.fixture
 def spec100() -> IOSpec:
     """Mock spec at 100 Hz (fast fault tests; stale limit = 50 ms)."""

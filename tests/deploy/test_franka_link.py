@@ -66,17 +66,6 @@ def link():
         proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def fr3_spec() -> IOSpec:
-    """The FR3 pick-and-place spec, 32 px camera, 25 Hz."""
-    from robo_hybrid.envs import make_env
-
-    env = make_env("fr3_pickplace", render=False, image_size=32)
-    spec = env.unwrapped.io_spec
-    env.close()
-    return spec
-
-
 def _episode(spec, host, proxy, fault: dict | None, steps: int) -> dict:
     """`steps` cycles sweeping +y / -z; the proxy switches to `fault` after DEGRADE_AT_WRITE commands."""
     robot = FrankaRobot(spec, host, cameras={"image": StillCamera()}, workspace=WORKSPACE)

@@ -25,7 +25,7 @@ from robo_hybrid.deploy.policy import CallablePolicy
 from robo_hybrid.deploy.run import latch_reason, run_deploy
 from robo_hybrid.deploy.safety import SafetyConfig
 from robo_hybrid.envs.fr3_scene import add_materials, add_task_objects
-from robo_hybrid.spec import IOSpec, SpecMismatchError
+from robo_hybrid.spec import SpecMismatchError
 
 SERVER = """
 import sys
@@ -59,17 +59,6 @@ def server():
     finally:
         proc.kill()
         proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def fr3_spec() -> IOSpec:
-    """The FR3 pick-and-place spec without cameras' weight: 32 px front camera, 25 Hz."""
-    from robo_hybrid.envs import make_env
-
-    env = make_env("fr3_pickplace", render=False, image_size=32)
-    spec = env.unwrapped.io_spec
-    env.close()
-    return spec
 
 
 class StillCamera:
