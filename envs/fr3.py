@@ -84,6 +84,40 @@ FR3_TASKS: dict[str, FR3TaskDef] = {
 }
 
 
+class HandCommands:
+    """Open / close as robot=franka gives them to franky's gripper (deploy/franka.py `_gripper_command`): a command
+    (Gripper.move to the full width, or Gripper.grasp) runs until the hand has settled, which franky-sim declares after
+    100 consecutive 1 ms ticks with the width changing by under 10 um (franka_gripper_server); while one runs, a
+    changed open / close wish waits and goes out at the first control period after it finished. The policy's wish
+    flipping for a step or two therefore commits the hand to a whole close (or open), as on the robot."""
+
+    SETTLE_M = 1e-5
+    SETTLE_TICKS = 100
+
+    def __init__(self, width_m: float = 0.0) -> None:
+        self.reset(width_m)
+
+    def reset(self, width_m: float) -> None:
+        """No command given yet (the driver's first write always sends one), the hand at `width_m`."""
+        self.issued: bool | None = None
+        self.running = False
+        self._prev, self._settled = float(width_m), 0
+
+    def command(self, want_open: bool) -> bool | None:
+        """At a control period: the command that goes out now (True open, False close), or None."""
+        if self.running or want_open == self.issued:
+            return None
+        self.issued, self.running, self._settled = want_open, True, 0
+        return want_open
+
+    def tick(self, width_m: float) -> None:
+        """After each physics tick: a running command ends once the hand has settled."""
+        self._settled = self._settled + 1 if abs(width_m - self._prev) < self.SETTLE_M else 0
+        self._prev = float(width_m)
+        if self._settled >= self.SETTLE_TICKS:
+            self.running = False
+
+
 class CartesianTrajectory:
     """Straight-line pose-target follower under velocity and acceleration limits, restarted at each new target from
     the commanded velocity the robot reports, the way franky starts each new (asynchronous) motion.
@@ -168,6 +202,7 @@ class FR3Env(MujocoScene, gym.Env):
         self._latency = 0
         self._t = 0
         self._grip_width_goal, self._grip_force = GRIPPER_MAX_WIDTH_M, _HAND_OPEN_FORCE_N
+        self.hand = HandCommands(GRIPPER_MAX_WIDTH_M)
         self.goal = np.zeros(3)
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[self._arm_qadr] = HOME_Q_RAD
@@ -268,6 +303,7 @@ class FR3Env(MujocoScene, gym.Env):
         self._reported_tcp = d.site_xpos[self._tcp].copy()
         self.traj.reset(self._reported_tcp)
         self._grip_width_goal, self._grip_force = GRIPPER_MAX_WIDTH_M, _HAND_OPEN_FORCE_N
+        self.hand.reset(GRIPPER_MAX_WIDTH_M)
         self._latency = self.randomizer.sample_latency(rng)
         self._action_queue = deque(np.array([0, 0, 0, 1], np.float32) for _ in range(self._latency))
         self._t = 0
@@ -292,9 +328,10 @@ class FR3Env(MujocoScene, gym.Env):
             self._action_queue.append(action)
             action = self._action_queue.popleft()
         target = np.clip(self.tcp_pos + action[:3] * MAX_EE_DELTA_M, WORKSPACE_LOW_M, WORKSPACE_HIGH_M)
-        if float(action[3]) > 0:  # franky Gripper.move(max width) / Gripper.grasp(0, force)
+        cmd = self.hand.command(bool(action[3] > 0))
+        if cmd is True:  # franky Gripper.move(max width) / Gripper.grasp(0, force)
             self._grip_width_goal, self._grip_force = GRIPPER_MAX_WIDTH_M, _HAND_OPEN_FORCE_N
-        else:
+        elif cmd is False:
             self._grip_width_goal, self._grip_force = 0.0, GRASP_FORCE_N
         m, d = self.model, self.data
         self.traj.new_motion()
@@ -302,6 +339,7 @@ class FR3Env(MujocoScene, gym.Env):
             self._arm_torques(self._ik(self.traj.step(target, self.dt_s)))
             self._hand_forces()
             mujoco.mj_step(m, d)
+            self.hand.tick(float(d.qpos[self._finger_qadr].sum()))
         self._t += 1
         success = self._is_success()
         reward, weighted, terms = rewards.step_reward(

@@ -17,6 +17,16 @@ import numpy as np
 from .base import CameraError, ThreadedCamera
 
 
+def kinematics_for_rendering(model, data) -> None:
+    """Body, site, camera and light poses of data.qpos: mj_kinematics alone leaves the cameras where they were (their
+    poses come from mj_camlight, which needs the centres of mass of mj_comPos), so a frame would show a stale view."""
+    import mujoco
+
+    mujoco.mj_kinematics(model, data)
+    mujoco.mj_comPos(model, data)
+    mujoco.mj_camlight(model, data)
+
+
 class SimSceneCamera(ThreadedCamera):
     """Renders camera `camera` of an embedded (started) franky-sim MujocoSimulator at `rate_hz`."""
 
@@ -61,7 +71,7 @@ class SimSceneCamera(ThreadedCamera):
             raise CameraError("the simulator stopped stepping (no snapshot within 1 s)")
         t0 = time.monotonic()
         self._data.qpos[:] = self._qpos
-        self._mj.mj_kinematics(self.sim.model, self._data)
+        kinematics_for_rendering(self.sim.model, self._data)
         renderer = self._renderer
         assert renderer is not None  # made by _open in this thread
         renderer.update_scene(self._data, camera=self.camera)

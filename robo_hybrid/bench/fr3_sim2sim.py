@@ -213,6 +213,7 @@ def _franky_sim_side(task: str, states: dict[int, SeedState], controller: str, m
     periods = np.asarray(robot.sim_period_s) * 1e3
     reason = next((r.detail for r in result["results"] if r.detail), "")
     extra = {"ends": result["ends"], "counters": result["counters"], "latched": result["latched"],
+             "telemetry": result["telemetry"],
              "latch_reason": reason,
              "sim_ms_per_period_median": float(np.median(periods)) if len(periods) else float("nan"),
              "sim_ms_per_period_p10": float(np.percentile(periods, 10)) if len(periods) else float("nan")}  # fmt: skip
@@ -254,6 +255,11 @@ def run_sim2sim(task: str = "fr3_pickplace", episodes: int = 50, seed_base: int 
     if extra["latched"]:
         print(f"  franky-sim side stopped after {len(theirs.successes)} of {len(seeds)} episodes: latched "
               f"({extra['latched']}): {extra['latch_reason']}")
+    tel = extra["telemetry"]
+    print("  loop on franky-sim (ms, p50 / p99): " + ", ".join(
+        f"{k} {tel[k + '_ms']['p50']:.2f} / {tel[k + '_ms']['p99']:.2f}" for k in ("read", "infer", "write", "cycle"))
+        + f", period {tel['period_ms']['p50']:.1f} / {tel['period_ms']['p99']:.1f}; deadline misses "
+        f"{tel['deadline_misses']} of {tel['cycles']} cycles")  # fmt: skip
     print(f"  same outcome on {both}/{len(theirs.successes)} seeds; loop ends {dict(_count(extra['ends']))}; "
           f"safety counters {extra['counters']}")
     return {"env": ours, "franky_sim": theirs, **extra}

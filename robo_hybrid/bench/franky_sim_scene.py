@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robo_hybrid.deploy.cameras.base import Camera, CameraError
+from robo_hybrid.deploy.cameras.sim import kinematics_for_rendering
 from robo_hybrid.envs.fr3_scene import (
     FINGER_JOINTS,
     FR3_JOINTS,
@@ -161,11 +162,11 @@ class FrankySimScene:
         self.model.site_pos[self._goal_site] = goal
 
     def snapshot(self) -> Snapshot:
-        """franky-sim's state now; also kept as `last` and loaded into the mirror's data (kinematics only)."""
+        """franky-sim's state now; also kept as `last` and loaded into the mirror's data (poses for rendering)."""
         t, qpos = self._call(("snapshot",))
         self.last = Snapshot(t, qpos)
         self.data.qpos[:] = qpos
-        self._mj.mj_kinematics(self.model, self.data)
+        kinematics_for_rendering(self.model, self.data)
         return self.last
 
     def object_pos(self) -> np.ndarray:

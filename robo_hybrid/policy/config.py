@@ -37,6 +37,11 @@ class PolicyConfig:
     history: int = 1
     """K: number of past observations (current one included) the policy sees; 1 = no history. With K > 1
     every observation has shape (B, K, ...) with the newest last, plus an optional `history_mask` (B, K) bool."""
+    ignore_proprio: list[str] = field(default_factory=list)
+    """Suffixes of proprio element names (the spec's proprio_layout, e.g. 'vel_rad_s' for every joint velocity) that
+    the policy does not see: zeroed after normalization, in training and in the exported graph (the input contract
+    stays). Joint velocities invite BC's copycat shortcut (keep doing what the arm is doing), which fails on a robot
+    whose arm answers an action a little more slowly than the simulator the demos came from."""
     # ----- heads -----
     chunk_size: int = 0
     """H > 0 adds an action-chunk head predicting actions t .. t+H-1 (ACT style); 0 disables it."""
@@ -99,5 +104,6 @@ class PolicyConfig:
             raise ValueError("policy.obs_clip, obs_std_floor and action_std_floor must be > 0")
         if self.aux_state_dims < 0:
             raise ValueError("policy.aux_state_dims must be >= 0 (0 = the whole privileged vector)")
+        self.ignore_proprio = [str(x) for x in self.ignore_proprio]
         if self.shift_pad_px < 0 or self.color_jitter < 0:
             raise ValueError("policy.shift_pad_px and policy.color_jitter must be >= 0 (0 disables)")

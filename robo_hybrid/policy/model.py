@@ -44,6 +44,19 @@ class HeadOutputs(NamedTuple):
     aux: torch.Tensor | None = None  # (B, P) aux-head prediction of the normalized privileged state (training)
 
 
+def _hidden_proprio(suffixes: list[str], spec: IOSpec, vector_keys: tuple[str, ...]) -> dict[str, list[int]]:
+    """Indices of the proprio elements whose names end with one of `suffixes` (PolicyConfig.ignore_proprio)."""
+    if not suffixes:
+        return {}
+    layout = tuple(spec.proprio_layout)
+    if "proprio" not in vector_keys or not layout:
+        raise ValueError("policy.ignore_proprio is set but the spec has no proprio input; remove it")
+    for sfx in suffixes:
+        if not any(name.endswith(sfx) for name in layout):
+            raise ValueError(f"policy.ignore_proprio: {sfx!r} ends no proprio element name {list(layout)}")
+    return {"proprio": [i for i, name in enumerate(layout) if any(name.endswith(s) for s in suffixes)]}
+
+
 class MultimodalPolicy(nn.Module):
     """Tokenize every camera and vector observation, fuse with a transformer, read out an action."""
 
@@ -73,6 +86,7 @@ class MultimodalPolicy(nn.Module):
             ),
             spec, image_keys, vector_keys,
             make_normalizer=lambda d: Normalizer((d,), cfg.obs_std_floor, cfg.obs_clip),  # fitted on the dataset
+            hidden=_hidden_proprio(cfg.ignore_proprio, spec, vector_keys),
         )
         self.encoder = Encoder(D, cfg.n_layers, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
         self.action_head = GaussianHead(D, self.action_dim, cfg.log_std_min, cfg.log_std_max)

@@ -257,6 +257,7 @@ class ObservationTokenizer(nn.Module):
         vector_keys: tuple[str, ...],
         make_normalizer: Callable[[int], nn.Module],
         vector_parts: Mapping[str, list[int]] | None = None,
+        hidden: Mapping[str, list[int]] | None = None,
     ) -> None:
         super().__init__()
         if not image_keys and not vector_keys:
@@ -281,6 +282,12 @@ class ObservationTokenizer(nn.Module):
             {k: nn.ModuleList([VectorTokenizer(d, D) for d in sizes]) for k, sizes in self.parts.items()}
         )
         self.normalizers = nn.ModuleDict({k: make_normalizer(d) for k, d in self.vec_dims.items()})
+        # elements of a vector key that are never read: zeroed after normalization (a buffer per such key)
+        self.masked_keys = tuple(k for k in self.vector_keys if (hidden or {}).get(k))
+        for k in self.masked_keys:
+            keep = torch.ones(self.vec_dims[k])
+            keep[list((hidden or {})[k])] = 0.0
+            self.register_buffer(f"keep_{k}", keep)
         augment = self.image_keys and (cfg.shift_pad_px > 0 or cfg.color_jitter > 0)
         self.augment = ImageAugment(self.image_size, cfg.shift_pad_px, cfg.color_jitter) if augment else None
 
@@ -356,6 +363,8 @@ class ObservationTokenizer(nn.Module):
         steps, j = [], 0
         for key, sizes in self.parts.items():
             v = self.normalizers[key](obs[key].reshape(B * K, self.vec_dims[key]).float())  # (B*K, d)
+            if key in self.masked_keys:
+                v = v * getattr(self, f"keep_{key}")  # (B*K, d): hidden elements read as 0
             for mlp, part in zip(self.vec_tokenizers[key], v.split(sizes, dim=-1), strict=True):  # type: ignore[arg-type]
                 steps.append((mlp(part) + self.vec_emb[j]).view(B, K, 1, D))  # (B, K, 1, D)
                 j += 1

@@ -13,15 +13,17 @@ import numpy as np
 
 from robo_hybrid.bench.fr3_motion import loopback_host
 from robo_hybrid.bench.fr3_sim2sim import run_sim2sim, seed_state
-from robo_hybrid.bench.franky_sim_scene import FrankySimScene
+from robo_hybrid.bench.franky_sim_scene import FrankySimScene, MirrorCamera
 from robo_hybrid.envs import make_env
 
 
 def test_reset_places_arm_cube_and_goal_as_our_env_does_for_the_seed():
-    env = make_env("fr3_pickplace", render=False)
+    env = make_env("fr3_pickplace", image_size=32, wrist_camera=True)
     st = seed_state(env, 1234)
+    obs, _ = env.reset(seed=1234)
     env.close()
     scene = FrankySimScene(loopback_host(7))
+    cams = {"image": MirrorCamera(scene, "front", 32), "image_wrist": MirrorCamera(scene, "wrist", 32)}
     try:
         scene.reset(st.q_arm, st.obj_pose, st.goal)
         snap = scene.snapshot()
@@ -29,7 +31,13 @@ def test_reset_places_arm_cube_and_goal_as_our_env_does_for_the_seed():
         np.testing.assert_allclose(scene.object_pos()[:2], st.obj_pose[:2], atol=1e-3)
         assert abs(scene.object_pos()[2] - 0.02) < 2e-3  # resting on franky-sim's ground, our table top
         np.testing.assert_allclose(scene.model.site_pos[scene._goal_site], st.goal)
+        for key, cam in cams.items():  # the policy's frames on franky-sim are our env's frames of the same state
+            cam.start()
+            diff = np.abs(cam.latest()[0].astype(int) - obs[key].astype(int))
+            assert diff.mean() < 1.0, f"{key}: mean pixel difference {diff.mean():.1f} from our env's frame"
     finally:
+        for cam in cams.values():
+            cam.stop()
         scene.close()
 
 

@@ -19,12 +19,12 @@ import franky_sim
 import numpy as np
 import pytest
 
+from robo_hybrid.bench.franky_sim_scene import build_scene
 from robo_hybrid.deploy.franka import TARGET_LEAD_PERIODS, FrankaRobot
 from robo_hybrid.deploy.loop import Controller, LoopConfig
 from robo_hybrid.deploy.policy import CallablePolicy
 from robo_hybrid.deploy.run import latch_reason, run_deploy
 from robo_hybrid.deploy.safety import SafetyConfig
-from robo_hybrid.envs.fr3_scene import add_materials, add_task_objects
 from robo_hybrid.spec import SpecMismatchError
 
 SERVER = """
@@ -253,10 +253,7 @@ def test_embedded_franky_sim_with_the_simulated_camera(fr3_spec):
     sim = MujocoSimulator()
     sim.init()
     sim.add_robot()
-    asset = sim.scene.find("asset")
-    assert asset is not None
-    add_materials(asset)
-    add_task_objects(sim.worldbody, table_visual_only=True)
+    build_scene(sim)  # drawn like our env (collision meshes): franky-sim's own look takes ~50 ms a frame here
     host = _host()
     srv = franky_sim.SimulationServer(sim, hostname_candidates=[host])
     srv.init()
@@ -270,10 +267,28 @@ def test_embedded_franky_sim_with_the_simulated_camera(fr3_spec):
     try:
         result = ctl.run(1)
         frame, _ = cam.latest()
+        robot.close()  # stops the camera: its last snapshot stays
+        ref = _reference_frame(sim.model, cam._qpos, "front", 32)
     finally:
         robot.close()
         srv.cleanup()
     assert result["latched"] is None and result["counters"]["actions"] >= 20
-    assert frame.shape == (32, 32, 3) and frame.std() > 0 and cam.frames >= 15
+    assert frame.shape == (32, 32, 3) and cam.frames >= 15
+    diff = np.abs(frame.astype(int) - ref.astype(int))  # the arm moved: a stale camera pose would differ everywhere
+    assert diff.mean() < 1.0, f"mean pixel difference {diff.mean():.1f} from a full forward pass of the same state"
     assert len(ticks) > 0  # the camera's snapshot callback shares the simulator's step hook with others
 
+
+def _reference_frame(model, qpos: np.ndarray, camera: str, size: int) -> np.ndarray:
+    """`camera`'s frame of `qpos` after a full mj_forward, in a renderer of its own."""
+    import mujoco
+
+    data = mujoco.MjData(model)
+    data.qpos[:] = qpos
+    mujoco.mj_forward(model, data)
+    renderer = mujoco.Renderer(model, size, size)
+    try:
+        renderer.update_scene(data, camera=camera)
+        return renderer.render().copy()
+    finally:
+        renderer.close()

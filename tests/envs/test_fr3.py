@@ -150,3 +150,26 @@ def test_cameras_draw_the_light_collision_meshes_not_the_visual_ones():
     faces = sum(int(m.mesh_facenum[m.geom_dataid[g]]) for g in drawn)
     assert drawn and faces < 10_000
     assert all(m.geom_contype[g] or m.geom_conaffinity[g] for g in drawn)  # they are the colliding geoms
+
+
+def test_a_gripper_command_runs_until_the_hand_settles_as_through_the_driver():
+    """robot=franka never interrupts franky's gripper: a close wished for one step closes the hand all the way (it
+    settles on nothing), and the open wished meanwhile goes out only after that; a steady wish sends one command."""
+    env = make_env("fr3_reach", render=False)
+    e = env.unwrapped
+    env.reset(seed=3)
+    width = lambda: float(e.data.qpos[e._finger_qadr].sum())  # noqa: E731
+    env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))  # the first command (open) goes out: already open
+    for _ in range(3):
+        env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
+    assert not e.hand.running and e.hand.issued is True
+    env.step(np.array([0.0, 0.0, 0.0, -1.0], np.float32))  # close for one step ...
+    widths = []
+    for _ in range(30):  # ... then open: the hand keeps closing until it has settled
+        env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
+        widths.append(width())
+    closed = int(np.argmin(widths))
+    assert widths[closed] < 0.005, widths  # closed on nothing, all the way
+    assert widths[-1] > widths[closed] + 0.01  # then the deferred open went out
+    assert all(b <= a + 1e-6 for a, b in zip(widths[:closed], widths[1 : closed + 1], strict=True))  # no reopening
+    env.close()

@@ -36,3 +36,38 @@ def test_as_onnx_with_history_chunk_and_wrist_camera(spec32_wrist, tmp_path, enc
     assert np.abs(action).max() <= 1.0 and np.abs(chunk).max() <= 1.0
     policy.eval()
     np.testing.assert_allclose(action, policy.act(obs).numpy(), atol=1e-5)
+
+
+def test_ignored_proprio_elements_change_nothing_in_torch_or_onnx(spec32, tmp_path):
+    """policy.ignore_proprio: joint velocities hidden from the policy, in training mode and in the exported graph."""
+    policy = MultimodalPolicy(tiny_cfg(ignore_proprio=["vel_rad_s"]), spec32)
+    policy.tokenizer.normalizers["proprio"].set_stats(np.full(18, 0.1), np.full(18, 0.5))
+    vel = [i for i, name in enumerate(spec32.proprio_layout) if name.endswith(".vel_rad_s")]
+    assert len(vel) == 7
+    obs = random_obs(spec32, 3, seed=2)
+    moved = {k: v.clone() for k, v in obs.items()}
+    moved["proprio"][:, vel] += 3.0  # a different velocity: nothing else changes
+    torch.manual_seed(0)
+    policy.train()
+    ref = policy(obs).mean
+    torch.manual_seed(0)
+    np.testing.assert_allclose(policy(moved).mean.detach().numpy(), ref.detach().numpy(), atol=1e-6)
+    other = {k: v.clone() for k, v in obs.items()}
+    other["proprio"][:, 14:17] += 0.3  # the tcp position is still read
+    policy.eval()
+    assert (policy.act(other) - policy.act(obs)).abs().max() > 1e-4
+    wrapper = policy.as_onnx()
+    path = tmp_path / "p.onnx"
+    torch.onnx.export(wrapper, wrapper.example_inputs(1), str(path), input_names=list(wrapper.input_names),
+                      output_names=list(wrapper.output_names),
+                      dynamic_axes={n: {0: "batch"} for n in [*wrapper.input_names, *wrapper.output_names]},
+                      dynamo=False)  # fmt: skip
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    a, b = (sess.run(None, {n: o[n].numpy() for n in wrapper.input_names})[0] for o in (obs, moved))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a, policy.act(obs).numpy(), atol=1e-5)
+
+
+def test_ignore_proprio_names_an_element_that_does_not_exist(spec32):
+    with pytest.raises(ValueError, match="ends no proprio element"):
+        MultimodalPolicy(tiny_cfg(ignore_proprio=["torque_nm"]), spec32)
