@@ -35,10 +35,11 @@ from .scene import MujocoScene  # noqa: E402
 MAX_EE_DELTA_M = 0.02  # per control step at |action| = 1
 WORKSPACE_LOW_M = (0.3, -0.3, 0.015)
 WORKSPACE_HIGH_M = (0.75, 0.3, 0.55)
-# franky 2.0's default Cartesian translation limits (Robot.translation_velocity_limit / _acceleration_limit, read
-# from the robot; franky-sim reports the same), which franky scales by the dynamics factor (m/s, m/s^2).
+# franky 2.0's default Cartesian translation limits per axis (Robot.translation_velocity_limit, _acceleration_limit,
+# _jerk_limit, read from the robot; franky-sim reports the same), scaled by the dynamics factor (m/s, m/s^2, m/s^3).
 FR3_MAX_TRANSLATION_VEL_M_S = 1.7
 FR3_MAX_TRANSLATION_ACC_M_S2 = 13.0
+FR3_MAX_TRANSLATION_JERK_M_S3 = 6500.0
 DEFAULT_DYNAMICS_FACTOR = 0.15
 FRANKY_SIM_VELOCITY_FILTER = 0.95  # see CartesianTrajectory (0 = an FR3's exact commanded velocity)
 GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand
@@ -119,47 +120,65 @@ class HandCommands:
 
 
 class CartesianTrajectory:
-    """Straight-line pose-target follower under velocity and acceleration limits, restarted at each new target from
-    the commanded velocity the robot reports, the way franky starts each new (asynchronous) motion.
+    """franky's Cartesian pose motion (translation): Ruckig, the online trajectory generator franky runs, with the
+    velocity, acceleration and jerk limits per axis and the axes time-synchronised (Ruckig's default), stepped once
+    per 1 ms tick toward the target, each new target taking over from the commanded velocity the robot reports.
 
-    Each tick it accelerates toward the target at up to `acc` and brakes so it stops on it (v <= sqrt(2 a d)).
-    franky uses Ruckig (jerk-limited as well); at FR3's jerk limit (6500 m/s^3 x the factor) the difference is
-    milliseconds. franky takes each new motion over from the robot state's commanded velocity (O_dP_EE_c);
-    franky-sim reports it as a low-pass finite difference of the commanded pose (`velocity_filter` per 1 ms tick,
-    0.95 in franky_sim.base_simulator), so a new motion starts slower than the running one while accelerating
+    Per-axis limits make a diagonal motion faster than a motion along one axis, and a small component of a motion
+    slower than its share of a straight line (it is stretched to end with the limiting axis) - measured on franky-sim:
+    actions (0, -1, -1) and (0, -0.3, -1) move the reported tcp 9.1 / 9.0 mm and 1.8 / 9.2 mm per 25 Hz step along
+    y / z. franky starts each new motion from the robot state's commanded velocity (O_dP_EE_c) at zero acceleration;
+    franky-sim reports that velocity as a low-pass finite difference of the commanded pose (`velocity_filter` per
+    tick, 0.95 in franky_sim.base_simulator), so a new motion starts slower than the running one while accelerating
     and faster while braking. An FR3 reports the exact commanded velocity: `velocity_filter=0`.
     """
 
-    def __init__(self, vel_m_s: float, acc_m_s2: float, velocity_filter: float = 0.0) -> None:
+    def __init__(self, vel_m_s: float, acc_m_s2: float, velocity_filter: float = 0.0, jerk_m_s3: float = 0.0,
+                 dt_s: float = 0.001) -> None:  # fmt: skip
+        import ruckig
+
         if not 0.0 <= velocity_filter < 1.0:
             raise ValueError(f"velocity_filter={velocity_filter}: need 0 <= filter < 1 (0 = the exact velocity)")
-        self.vel, self.acc, self.filter = float(vel_m_s), float(acc_m_s2), float(velocity_filter)
-        self.pos, self.v, self.v_reported = np.zeros(3), np.zeros(3), np.zeros(3)
+        self.vel, self.acc, self.filter, self.dt_s = float(vel_m_s), float(acc_m_s2), float(velocity_filter), dt_s
+        self.jerk = float(jerk_m_s3) if jerk_m_s3 > 0 else 500.0 * self.acc  # franky's ratio (6500 / 13)
+        self._otg, self._inp, self._out = ruckig.Ruckig(3, dt_s), ruckig.InputParameter(3), ruckig.OutputParameter(3)
+        self._inp.max_velocity, self._inp.max_acceleration = [self.vel] * 3, [self.acc] * 3
+        self._inp.max_jerk = [self.jerk] * 3
+        self._working, self._finished = ruckig.Result.Working, ruckig.Result.Finished
+        self.reset(np.zeros(3))
 
     def reset(self, pos_m: np.ndarray) -> None:
         """At rest at `pos_m`."""
         self.pos, self.v, self.v_reported = np.asarray(pos_m, np.float64).copy(), np.zeros(3), np.zeros(3)
+        self._restart(self.v)
+
+    def _restart(self, v0: np.ndarray) -> None:
+        self._inp.current_position, self._inp.current_velocity = list(self.pos), list(v0)
+        self._inp.current_acceleration = [0.0, 0.0, 0.0]
+        self._target: np.ndarray | None = None
 
     def new_motion(self) -> None:
         """A new target takes over: the motion continues from the reported commanded velocity."""
         self.v = self.v_reported.copy()
+        self._restart(self.v)
 
     def step(self, target_m: np.ndarray, dt_s: float) -> np.ndarray:
         """Advance one tick toward target; returns the commanded position."""
+        if abs(dt_s - self.dt_s) > 1e-12:
+            raise ValueError(f"CartesianTrajectory steps {self.dt_s} s ticks, not {dt_s} s")
         prev = self.pos
-        err = target_m - self.pos
-        dist = float(np.linalg.norm(err))
-        v_des = np.zeros(3) if dist < 1e-9 else err / dist * min(self.vel, np.sqrt(2.0 * self.acc * dist))
-        if dist <= self.acc * dt_s * dt_s and float(np.linalg.norm(self.v)) <= self.acc * dt_s:
-            self.pos, self.v = np.asarray(target_m, np.float64).copy(), np.zeros(3)  # arrived: stop on the target
-        else:
-            dv = v_des - self.v
-            n = float(np.linalg.norm(dv))
-            if n > self.acc * dt_s:
-                dv *= self.acc * dt_s / n
-            self.v = self.v + dv
-            self.pos = self.pos + self.v * dt_s
-        self.v_reported = self.filter * self.v_reported + (1.0 - self.filter) * (self.pos - prev) / dt_s
+        if self._target is None or not np.array_equal(target_m, self._target):
+            self._target = np.asarray(target_m, np.float64).copy()
+            self._inp.target_position = list(self._target)
+        result = self._otg.update(self._inp, self._out)
+        if result not in (self._working, self._finished):
+            raise RuntimeError(f"Ruckig failed ({result}) toward {target_m} from {self.pos}")
+        self._out.pass_to_input(self._inp)
+        self.pos, self.v = np.array(self._out.new_position), np.array(self._out.new_velocity)
+        if self.filter > 0:  # franky-sim: a low-pass finite difference of the commanded pose
+            self.v_reported = self.filter * self.v_reported + (1.0 - self.filter) * (self.pos - prev) / dt_s
+        else:  # an FR3: the commanded velocity itself
+            self.v_reported = self.v.copy()
         return self.pos
 
 
@@ -196,7 +215,8 @@ class FR3Env(MujocoScene, gym.Env):
         self.observation_space, self.action_space = spaces_from_spec(self.io_spec)
         self.randomizer = Randomizer(self.model, self.cfg.randomization)
         self.traj = CartesianTrajectory(FR3_MAX_TRANSLATION_VEL_M_S * dynamics_factor,
-                                        FR3_MAX_TRANSLATION_ACC_M_S2 * dynamics_factor, velocity_filter)  # fmt: skip
+                                        FR3_MAX_TRANSLATION_ACC_M_S2 * dynamics_factor, velocity_filter,
+                                        FR3_MAX_TRANSLATION_JERK_M_S3 * dynamics_factor, self.dt_s)  # fmt: skip
         self._renderer: mujoco.Renderer | None = None
         self._action_queue: deque[np.ndarray] = deque()
         self._latency = 0

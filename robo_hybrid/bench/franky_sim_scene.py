@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -66,8 +67,8 @@ def _addresses(model, names: tuple[str, ...]) -> list[int]:
 
 
 def _serve(conn, host: str, with_object: bool, slowdown: float = 1.0) -> None:
-    """Child process: franky-sim with our scene on `host`, serving reset / snapshot requests between ticks; each 1 ms
-    tick takes at least `slowdown` ms of wall-clock time (franky-sim's own real-time pacing)."""
+    """Child process: franky-sim with our scene on `host`, serving reset / snapshot requests between ticks; the 1 ms
+    ticks run on absolute wall-clock deadlines `slowdown` ms apart."""
     import franky_sim
     import mujoco
     from franky_sim.mujoco_simulator import MujocoSimulator
@@ -84,9 +85,18 @@ def _serve(conn, host: str, with_object: bool, slowdown: float = 1.0) -> None:
     obj = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "object")
     goal_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "goal")
     conn.send(("ready", ET.tostring(sim.scene, encoding="unicode")))
+    tick_s, next_t = 0.001 * slowdown, time.perf_counter()
     try:
         while True:
-            srv.run_once(realtime=slowdown)
+            srv.run_once(realtime=False)
+            # absolute deadlines, as an FR3's 1 kHz clock: franky-sim's own pacing (a 1 ms sleep after each tick's
+            # work) runs at ~900 ticks/s here, so the arm would cover 10% less per control period than in our env
+            next_t += tick_s
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.05:  # a stall of more than 50 ticks: carry on from now instead of racing to catch up
+                next_t = time.perf_counter()
             if not conn.poll():
                 continue
             msg = conn.recv()
@@ -207,8 +217,6 @@ class MirrorCamera(Camera):
 
     def latest(self) -> tuple[np.ndarray, float]:
         """The frame of the last snapshot, stamped now (it is as fresh as the state read)."""
-        import time
-
         if self._renderer is None or self.scene.last is None:
             raise CameraError(f"sim camera {self.camera}: not started or no snapshot yet")
         self._renderer.update_scene(self.scene.data, camera=self.camera)
@@ -234,8 +242,6 @@ class BlankCamera(Camera):
 
     def latest(self) -> tuple[np.ndarray, float]:
         """The grey frame, stamped now."""
-        import time
-
         return self._frame, time.monotonic()
 
     def stop(self) -> None:

@@ -58,20 +58,39 @@ def test_policy_inputs_carry_no_privileged_state():
         np.testing.assert_array_equal(obs[k], obs2[k])
 
 
-def test_trajectory_respects_velocity_and_acceleration_limits_and_stops_on_target():
+def test_trajectory_respects_per_axis_limits_synchronises_the_axes_and_stops_on_target():
+    """franky's Ruckig: velocity / acceleration limits per axis, every axis arriving at the same time."""
     traj = CartesianTrajectory(vel_m_s=0.45, acc_m_s2=1.35)
     traj.reset(np.zeros(3))
     target, dt = np.array([0.3, -0.1, 0.05]), 0.001
-    v_prev, speeds, accs = np.zeros(3), [], []
+    vs = []
     for _ in range(3000):
         traj.step(target, dt)
-        speeds.append(np.linalg.norm(traj.v))
-        accs.append(np.linalg.norm(traj.v - v_prev) / dt)
-        v_prev = traj.v.copy()
-    assert max(speeds) <= 0.45 + 1e-9 and max(speeds) > 0.4  # reaches the velocity limit, never exceeds it
-    assert max(accs) <= 1.35 + 1e-6
+        vs.append(traj.v.copy())
+    v = np.array(vs)  # (ticks, 3)
+    acc = np.abs(np.diff(v, axis=0)) / dt  # (ticks - 1, 3)
+    assert np.abs(v).max() <= 0.45 + 1e-9 and np.abs(v[:, 0]).max() > 0.44  # x, the longest, reaches the limit
+    assert np.abs(v[:, 1]).max() < 0.2  # y is stretched to x's duration (a third of the distance)
+    assert acc.max() <= 1.35 + 1e-6
+    moving = np.abs(v) > 1e-9  # (ticks, 3)
+    ends = [int(np.nonzero(moving[:, i])[0].max()) for i in range(3)]
+    assert max(ends) - min(ends) <= 1, ends  # time-synchronised
     np.testing.assert_allclose(traj.pos, target, atol=1e-9)
-    assert np.linalg.norm(traj.v) == 0.0
+    assert np.abs(traj.v).max() < 1e-12
+
+
+def test_a_diagonal_moves_faster_than_one_axis():
+    """Limits per axis, as franky's (measured on franky-sim: 9.1 mm per 25 Hz step along y alone and along each of
+    y and z for the diagonal action)."""
+    out = []
+    for target in (np.array([0.0, -1.0, 0.0]), np.array([0.0, -1.0, -1.0])):
+        traj = CartesianTrajectory(vel_m_s=0.255, acc_m_s2=1.95)
+        traj.reset(np.zeros(3))
+        for _ in range(500):
+            traj.step(target, 0.001)
+        out.append(np.abs(traj.v))
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-6)  # y at its limit either way
+    assert np.linalg.norm(out[1]) > 1.4 * np.linalg.norm(out[0])
 
 
 def test_a_new_target_keeps_the_motion_state():
@@ -82,7 +101,7 @@ def test_a_new_target_keeps_the_motion_state():
         traj.step(np.array([0.5, 0, 0]), 0.001)
     v = traj.v.copy()
     traj.step(np.array([0.5, 0.2, 0]), 0.001)
-    assert np.linalg.norm(traj.v - v) <= 1.35 * 0.001 + 1e-9
+    assert np.abs(traj.v - v).max() <= 1.35 * 0.001 + 1e-9
 
 
 def test_action_moves_the_tool_toward_the_pose_target():
