@@ -261,14 +261,23 @@ def test_embedded_franky_sim_with_the_simulated_camera(fr3_spec):
     sim.register_post_step_callback(lambda s: ticks.append(time.monotonic()))
     srv.run_async()
     cam = SimSceneCamera(sim, "front", size=32, rate_hz=25.0)
+    grabbed, real_grab = [], cam._grab
+
+    def grab():  # each frame with the state it was drawn from
+        out = real_grab()
+        if out is not None:
+            grabbed.append((np.array(cam._qpos), out[0].copy()))
+        return out
+
+    cam._grab = grab  # type: ignore[method-assign]
     robot = FrankaRobot(fr3_spec, host, cameras={"image": cam})
     policy = CallablePolicy(fr3_spec, lambda obs: np.array([0.0, -0.5, -0.5, 1.0], np.float32))
     ctl = _controller(policy, robot, steps=25)
     try:
         result = ctl.run(1)
-        frame, _ = cam.latest()
-        robot.close()  # stops the camera: its last snapshot stays
-        ref = _reference_frame(sim.model, cam._qpos, "front", 32)
+        robot.close()  # stops the camera
+        qpos, frame = grabbed[-1]
+        ref = _reference_frame(sim.model, qpos, "front", 32)
     finally:
         robot.close()
         srv.cleanup()
