@@ -93,3 +93,16 @@ def test_bc_nll_without_demos_fails_with_a_clear_message(compose_ppo, bc_checkpo
                       f"data={tmp_path / 'missing.hdf5'}")
     with pytest.raises(ValueError, match="does not exist"):
         train_ppo(cfg)
+
+
+def test_ppo_on_the_fr3_task_through_the_same_command(compose_ppo, tmp_path):
+    """RL on FR3PickPlace (front + wrist camera, Ruckig motion, franky-sim's controller) by the existing command."""
+    run = tmp_path / "fr3"
+    cfg = compose_ppo(run, "task=fr3_pickplace", "task.env.image_size=32", "task.env.episode_steps=6", "checkpoint=",
+                      "algo.iterations=1", "algo.critic_warmup_iters=0")  # fmt: skip
+    res = train_ppo(cfg)
+    assert res.iterations == 1 and res.env_steps == 16
+    policy, spec, _ = ckpt.load_policy(run)
+    assert spec.task_id == "robo_hybrid/FR3PickPlace-v0" and spec.policy_keys == ("image", "image_wrist", "proprio",
+                                                                                   "goal")  # fmt: skip
+    assert spec.extras["robot"] == "fr3"
