@@ -2,19 +2,22 @@
 
 Action (shared layout, `common.ACTION_MEANING`): xyz in [-1, 1] times `MAX_EE_DELTA_M` added to the reported tool
 centre point is a Cartesian pose target (tool pointing down), sent once per control period; like franky's
-`CartesianMotion`, the target is reached by a trajectory under the Cartesian velocity and acceleration limits
-scaled by the dynamics factor, and a new target takes over from the commanded velocity the robot reports. The arm
+`CartesianMotion`, the target is reached by Ruckig under franky's per-axis velocity, acceleration and jerk limits
+scaled by the dynamics factor (axes time-synchronised), and a new target takes over from the commanded velocity the
+robot reports. The arm
 follows that trajectory as franky-sim's does (1 kHz: its IK from the measured joints to joint targets q_d, its
 joint PD with gravity and Coriolis compensation), and the tcp in the observation is the one franky reports: on
 franky-sim the pose at q_d, which leads the simulated joints by the PD's tracking error while moving
 (`tcp_measured_pos` is the tcp of the joints). `robo-hybrid bench sim2sim motion=true` prints both paths.
 Gripper: > 0 opens (franky `Gripper.move` to the full width), <= 0 grasps (franky `Gripper.grasp`), at the Franka
-Hand's speed and the grasp force below; the fingers follow franky-sim's hand controller.
+Hand's speed and the grasp force below; the fingers follow franky-sim's hand controller, and each command runs until
+the hand has settled, as robot=franka issues them (`HandCommands`).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections import deque
 from dataclasses import dataclass
 
@@ -135,8 +138,10 @@ class CartesianTrajectory:
 
     def __init__(self, vel_m_s: float, acc_m_s2: float, velocity_filter: float = 0.0, jerk_m_s3: float = 0.0,
                  dt_s: float = 0.001) -> None:  # fmt: skip
-        import ruckig
-
+        try:
+            import ruckig
+        except ImportError as e:  # an environment installed before the FR3 env needed it
+            raise ImportError("the FR3 env needs ruckig: pip install -e '.[sim]'") from e
         if not 0.0 <= velocity_filter < 1.0:
             raise ValueError(f"velocity_filter={velocity_filter}: need 0 <= filter < 1 (0 = the exact velocity)")
         self.vel, self.acc, self.filter, self.dt_s = float(vel_m_s), float(acc_m_s2), float(velocity_filter), dt_s
@@ -145,6 +150,7 @@ class CartesianTrajectory:
         self._inp.max_velocity, self._inp.max_acceleration = [self.vel] * 3, [self.acc] * 3
         self._inp.max_jerk = [self.jerk] * 3
         self._working, self._finished = ruckig.Result.Working, ruckig.Result.Finished
+        self._warned = False
         self.reset(np.zeros(3))
 
     def reset(self, pos_m: np.ndarray) -> None:
@@ -171,10 +177,15 @@ class CartesianTrajectory:
             self._target = np.asarray(target_m, np.float64).copy()
             self._inp.target_position = list(self._target)
         result = self._otg.update(self._inp, self._out)
-        if result not in (self._working, self._finished):
-            raise RuntimeError(f"Ruckig failed ({result}) toward {target_m} from {self.pos}")
-        self._out.pass_to_input(self._inp)
-        self.pos, self.v = np.array(self._out.new_position), np.array(self._out.new_velocity)
+        if result in (self._working, self._finished):
+            self._out.pass_to_input(self._inp)
+            self.pos, self.v = np.array(self._out.new_position), np.array(self._out.new_velocity)
+        else:  # a numerical failure (not seen in practice): stop here rather than end a training run
+            if not self._warned:
+                warnings.warn(f"Ruckig: {result} toward {target_m} from {self.pos}; holding", stacklevel=2)
+                self._warned = True
+            self.v = np.zeros(3)
+            self._restart(self.v)
         if self.filter > 0:  # franky-sim: a low-pass finite difference of the commanded pose
             self.v_reported = self.filter * self.v_reported + (1.0 - self.filter) * (self.pos - prev) / dt_s
         else:  # an FR3: the commanded velocity itself

@@ -54,7 +54,6 @@ class SimSceneCamera(ThreadedCamera):
 
         if self.sim.model is None:
             raise CameraError("the simulator is not started (sim.model is None)")
-        self._mj = mujoco
         self._data = mujoco.MjData(self.sim.model)
         self._renderer = mujoco.Renderer(self.sim.model, self.size, self.size)
         if not self._registered:

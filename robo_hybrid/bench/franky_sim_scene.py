@@ -151,7 +151,6 @@ class FrankySimScene:
         assert tag == "ready"
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
-        self._mj = mujoco
         oj = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, "object")
         self.obj_qadr = int(self.model.jnt_qposadr[oj]) if oj >= 0 else -1
         self.arm_qadr = _addresses(self.model, FR3_JOINTS)

@@ -104,6 +104,9 @@ class PolicyConfig:
             raise ValueError("policy.obs_clip, obs_std_floor and action_std_floor must be > 0")
         if self.aux_state_dims < 0:
             raise ValueError("policy.aux_state_dims must be >= 0 (0 = the whole privileged vector)")
+        if isinstance(self.ignore_proprio, str) or any(not str(x) for x in self.ignore_proprio):
+            raise ValueError(f"policy.ignore_proprio={self.ignore_proprio!r}: give a list of non-empty name suffixes, "
+                             "e.g. [vel_rad_s]")  # fmt: skip
         self.ignore_proprio = [str(x) for x in self.ignore_proprio]
         if self.shift_pad_px < 0 or self.color_jitter < 0:
             raise ValueError("policy.shift_pad_px and policy.color_jitter must be >= 0 (0 disables)")

@@ -253,7 +253,7 @@ def test_embedded_franky_sim_with_the_simulated_camera(fr3_spec):
     sim = MujocoSimulator()
     sim.init()
     sim.add_robot()
-    build_scene(sim)  # drawn like our env (collision meshes): franky-sim's own look takes ~50 ms a frame here
+    build_scene(sim)  # drawn like our env (collision meshes): franky-sim's own look takes ~120 ms a frame here
     host = _host()
     srv = franky_sim.SimulationServer(sim, hostname_candidates=[host])
     srv.init()
@@ -282,8 +282,8 @@ def test_embedded_franky_sim_with_the_simulated_camera(fr3_spec):
         robot.close()
         srv.cleanup()
     assert result["latched"] is None and result["counters"]["actions"] >= 20
-    assert frame.shape == (32, 32, 3) and cam.frames >= 15
-    diff = np.abs(frame.astype(int) - ref.astype(int))  # the arm moved: a stale camera pose would differ everywhere
+    assert frame.shape == (32, 32, 3) and frame.std() > 0 and cam.frames >= 15
+    diff = np.abs(frame.astype(int) - ref.astype(int))  # a camera pose never computed would show another view
     assert diff.mean() < 1.0, f"mean pixel difference {diff.mean():.1f} from a full forward pass of the same state"
     assert len(ticks) > 0  # the camera's snapshot callback shares the simulator's step hook with others
 

@@ -177,7 +177,10 @@ def test_a_gripper_command_runs_until_the_hand_settles_as_through_the_driver():
     env = make_env("fr3_reach", render=False)
     e = env.unwrapped
     env.reset(seed=3)
-    width = lambda: float(e.data.qpos[e._finger_qadr].sum())  # noqa: E731
+
+    def width() -> float:
+        return float(e.data.qpos[e._finger_qadr].sum())
+
     env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))  # the first command (open) goes out: already open
     for _ in range(3):
         env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
@@ -191,4 +194,18 @@ def test_a_gripper_command_runs_until_the_hand_settles_as_through_the_driver():
     assert widths[closed] < 0.005, widths  # closed on nothing, all the way
     assert widths[-1] > widths[closed] + 0.01  # then the deferred open went out
     assert all(b <= a + 1e-6 for a, b in zip(widths[:closed], widths[1 : closed + 1], strict=True))  # no reopening
+    env.close()
+
+
+def test_a_reset_ends_a_running_gripper_command():
+    """A close still running when the episode ends does not hold back the next episode's first command."""
+    env = make_env("fr3_reach", render=False)
+    e = env.unwrapped
+    env.reset(seed=4)
+    env.step(np.array([0.0, 0.0, 0.0, -1.0], np.float32))
+    assert e.hand.running and e.hand.issued is False
+    env.reset(seed=5)
+    assert not e.hand.running and e.hand.issued is None
+    env.step(np.array([0.0, 0.0, 0.0, -1.0], np.float32))
+    assert e.hand.running and e.hand.issued is False  # the close went out at once
     env.close()

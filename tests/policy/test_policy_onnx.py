@@ -71,3 +71,6 @@ def test_ignored_proprio_elements_change_nothing_in_torch_or_onnx(spec32, tmp_pa
 def test_ignore_proprio_names_an_element_that_does_not_exist(spec32):
     with pytest.raises(ValueError, match="ends no proprio element"):
         MultimodalPolicy(tiny_cfg(ignore_proprio=["torque_nm"]), spec32)
+    for bad in ("vel_rad_s", [""]):  # a bare string, an empty suffix (it would hide everything)
+        with pytest.raises(ValueError, match="non-empty name suffixes"):
+            tiny_cfg(ignore_proprio=bad)
