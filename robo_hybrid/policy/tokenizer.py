@@ -283,10 +283,11 @@ class ObservationTokenizer(nn.Module):
         )
         self.normalizers = nn.ModuleDict({k: make_normalizer(d) for k, d in self.vec_dims.items()})
         # elements of a vector key that are never read: zeroed after normalization (a buffer per such key)
-        self.masked_keys = tuple(k for k in self.vector_keys if (hidden or {}).get(k))
+        hidden = {k: list(v) for k, v in (hidden or {}).items() if v}
+        self.masked_keys = tuple(k for k in self.vector_keys if k in hidden)
         for k in self.masked_keys:
             keep = torch.ones(self.vec_dims[k])
-            keep[list((hidden or {})[k])] = 0.0
+            keep[hidden[k]] = 0.0
             self.register_buffer(f"keep_{k}", keep)
         augment = self.image_keys and (cfg.shift_pad_px > 0 or cfg.color_jitter > 0)
         self.augment = ImageAugment(self.image_size, cfg.shift_pad_px, cfg.color_jitter) if augment else None
