@@ -236,9 +236,14 @@ class BenchConfig:
 class AblationConfig:
     """`robo-hybrid ablate`: PPO variants from one BC checkpoint under the same budget (algo.time_budget_s)."""
 
-    variants: list[str] = field(default_factory=lambda: ["bc_only", "scratch", "bc_ppo", "dense", "learned",
-                                                         "no_kl", "no_warmup"])
-    """Rows of the table, in order (see robo_hybrid/rl/ablation.py VARIANTS)."""
+    variants: list[str] = field(default_factory=lambda: ["bc_only", "residual", "full", "mlp_critic", "dense",
+                                                         "learned", "rnd", "residual_no_kl"])
+    """Rows of the table, in order (see robo_hybrid/rl/ablation.py VARIANTS). The default: BC only; residual (the
+    PPO default: transformer critic, sparse reward, KL to BC, no RND) against full fine-tuning, an MLP critic, dense
+    and learned shaping, RND on and KL off."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Training seeds of every PPO variant; all variants run under the first seed before any runs under the next
+    (an interrupted ablation has every row once). bc_only is evaluated once."""
     episodes: int = 100
     """Held-out episodes of each row's final evaluation (seeds eval.seed_base + i)."""
     out: str = "runs/ablation"
@@ -252,6 +257,8 @@ class AblationConfig:
             raise ValueError(f"ablation.variants: unknown {bad}; choose from {sorted(VARIANTS)}")
         if self.episodes < 1:
             raise ValueError("ablation.episodes must be >= 1")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"ablation.seeds must be distinct and non-empty, got {self.seeds}; e.g. [0,1]")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from robo_hybrid.cli import COMMANDS, main
     (["bench", "nosuch"], ["choose one of camera, envs, latency, learn, loop"]),
     (["eval"], ["checkpoint=<run dir"]),
     (["ablate", "ablation.variants=[bc_only,nope]"], ["ablation.variants: unknown ['nope']"]),
+    (["ablate", "ablation.seeds=[0,0]"], ["ablation.seeds must be distinct and non-empty, got [0, 0]"]),
 ])
 def test_bad_input_is_one_line(args, expected, capsys):
     assert main(args) == 2

@@ -41,18 +41,22 @@ def train_bc(cfg: Config | DictConfig, eval_fn=None, demos=None):
         trainer.close()
 
 
-def train_ppo(cfg: Config | DictConfig):
-    """PPO from the root config (algo=ppo): the one place it becomes PPOTrainer's own arguments."""
+def ppo_trainer(cfg: Config | DictConfig):
+    """PPOTrainer from the root config (algo=ppo): the one place it becomes the trainer's own arguments."""
     from robo_hybrid.rl.train import PPOTrainer  # noqa: PLC0415
 
     cfg = to_dataclass(cfg)
     if not isinstance(cfg.algo, PPOConfig):
         raise ConfigError("train_ppo needs algo=ppo")
     algo = cfg.algo if cfg.algo.device != "cpu" or cfg.device == "cpu" else replace(cfg.algo, device=cfg.device)
-    trainer = PPOTrainer(algo, cfg.task.name, cfg.task.env, cfg.run_dir, policy_cfg=cfg.policy,
-                         init_checkpoint=cfg.checkpoint, demos_path=cfg.data, seed=cfg.seed, resume=cfg.resume,
-                         config_yaml=to_yaml(cfg), eval_seed_base=cfg.eval.seed_base)
-    return trainer.run()
+    return PPOTrainer(algo, cfg.task.name, cfg.task.env, cfg.run_dir, policy_cfg=cfg.policy,
+                      init_checkpoint=cfg.checkpoint, demos_path=cfg.data, seed=cfg.seed, resume=cfg.resume,
+                      config_yaml=to_yaml(cfg), eval_seed_base=cfg.eval.seed_base)
+
+
+def train_ppo(cfg: Config | DictConfig):
+    """PPO from the root config (algo=ppo): build the trainer, train to the budget."""
+    return ppo_trainer(cfg).run()
 
 
 def train(cfg: Config):

@@ -1,10 +1,11 @@
 """Ablation variants and their table (the runner is `robo-hybrid ablate`, robo_hybrid/commands/ablate.py).
 
     robo-hybrid ablate task=pickplace checkpoint=runs/pickplace_bc_default_s0 data=data/pickplace_demos.hdf5 \
-        algo.time_budget_s=1800 ablation.variants=[bc_only,scratch,bc_ppo,dense,learned,no_kl,no_warmup]
+        algo.time_budget_s=600 ablation.seeds=[0,1]
 
-Every PPO variant gets the base overrides plus its own, runs in <out>/<variant>, and its final policy is
-evaluated on the same held-out seeds (eval.seed_base + i) as the BC checkpoint. Torch-free.
+Every PPO variant gets the base overrides plus its own, runs once per training seed in <out>/<variant>_s<seed>,
+and its final policy is evaluated on the same held-out seeds (eval.seed_base + i) as the BC checkpoint. The
+table pools a variant's seeds into one line. Torch-free.
 """
 
 from __future__ import annotations
@@ -40,12 +41,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                         [*FULL[:1], "algo.bc_reg=none", "algo.critic.use_images=true", "algo.critic_warmup_iters=0"]),
     "bc_nll": ("BC + full PPO, BC-NLL regularizer on demos", [*FULL[:1], "algo.bc_reg=bc_nll"]),
 }
-DEFAULT_VARIANTS = ("bc_only", "scratch", "bc_ppo", "dense", "learned", "no_kl", "no_warmup")
 
 
 @dataclass
 class AblationRow:
-    """One line of the table."""
+    """One training run of the table: a variant under one training seed."""
 
     variant: str
     description: str
@@ -59,21 +59,55 @@ class AblationRow:
     min_success: float = float("nan")
     run_dir: str = ""
     extra: dict = field(default_factory=dict)
+    seed: int = 0
+    episodes: int = 0
+    """Held-out episodes of the final evaluation (0: a row of a table written before this field)."""
+
+
+def row_key(variant: str, seed: int) -> str:
+    """Key of one run in ablation.json's rows: a variant under one training seed."""
+    return f"{variant}@s{seed}"
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{x:.0%}"
 
 
 def markdown_table(rows: list[AblationRow], episodes: int, base: list[str], seed_base: int) -> str:
-    """The README table: one row per variant."""
+    """The README table: one line per variant, its training seeds pooled.
+
+    'final' is the mean over seeds of each run's held-out success (every run on the same seeds seed_base + i), the
+    per-seed figures in brackets after it, and the Wilson interval of all the runs' episodes together;
+    iterations, env steps and wall-clock are means; 'min' is the lowest periodic evaluation of any seed.
+    """
+    from robo_hybrid.stats import wilson_interval  # noqa: PLC0415
+
     lines = [
-        f"Held-out success on {episodes} seeds ({seed_base} + i), deterministic actions; base overrides: "
-        f"`{' '.join(base)}`. 'start' / 'best' / 'min' come from the periodic evaluations during the run.",
+        f"Held-out success on {episodes} seeds ({seed_base} + i) per run, deterministic actions; base overrides: "
+        f"`{' '.join(base)}`. 'start' / 'best' / 'min' come from the periodic evaluations during the runs.",
         "",
-        "| variant | iterations | env steps | train wall (s) | start | final [95% CI] | best | min |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | seeds | iterations | env steps | train wall (s) | start | final: mean (per seed) "
+        "| 95% CI (pooled) | best | min |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    by_variant: dict[str, list[AblationRow]] = {}
     for r in rows:
-        ci = f"[{r.ci95[0]:.0%}, {r.ci95[1]:.0%}]"
-        lines.append(f"| {r.description} | {r.iterations} | {r.env_steps} | {r.wall_s:.0f} | {r.start_success:.0%} | "
-                     f"{r.final_success:.0%} {ci} | {r.best_success:.0%} | {r.min_success:.0%} |")
+        by_variant.setdefault(r.variant, []).append(r)
+    for runs in by_variant.values():
+        n = [r.episodes or episodes for r in runs]
+        wins = sum(round(r.final_success * k) for r, k in zip(runs, n, strict=True))
+        lo, hi = wilson_interval(wins, sum(n))
+        mean = sum(r.final_success for r in runs) / len(runs)
+        per_seed = " (" + " / ".join(_pct(r.final_success) for r in runs) + ")" if len(runs) > 1 else ""
+        seeds = "-" if runs[0].iterations == 0 else ", ".join(str(r.seed) for r in runs)
+
+        def avg(attr: str, rs: list[AblationRow] = runs) -> float:
+            return sum(getattr(r, attr) for r in rs) / len(rs)
+
+        lines.append(f"| {runs[0].description} | {seeds} | {avg('iterations'):.0f} | {avg('env_steps'):.0f} | "
+                     f"{avg('wall_s'):.0f} | {_pct(avg('start_success'))} | {mean:.1%}{per_seed} | "
+                     f"[{lo:.1%}, {hi:.1%}] | {_pct(max(r.best_success for r in runs))} | "
+                     f"{_pct(min(r.min_success for r in runs))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -87,24 +121,42 @@ def eval_curve(run_dir: str | Path) -> list[tuple[float, float]]:
             if r.get("kind") == "eval" and "success_rate" in r]
 
 
+def mean_curve(curves: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Seeds' curves averaged point by point (their evaluations fall on the same iterations), as long as the
+    shortest."""
+    curves = [c for c in curves if c]
+    if not curves:
+        return []
+    n = min(len(c) for c in curves)
+    return [(sum(c[i][0] for c in curves) / len(curves), sum(c[i][1] for c in curves) / len(curves))
+            for i in range(n)]
+
+
 def done_rows(out: Path) -> dict[str, AblationRow]:
-    """Rows an earlier (interrupted) run of the ablation already finished, by variant (ablation.json)."""
+    """Runs an earlier (interrupted) run of the ablation already finished, by row_key(variant, seed)."""
     path = out / "ablation.json"
     if not path.is_file():
         return {}
     rows = {}
     for r in json.loads(path.read_text()):
         r["ci95"] = tuple(r["ci95"])
-        rows[r["variant"]] = AblationRow(**r)
+        row = AblationRow(**r)
+        rows[row_key(row.variant, row.seed)] = row
     return rows
 
 
 def write_outputs(rows: list[AblationRow], out: Path, episodes: int, base: list[str], seed_base: int) -> None:
-    """ablation.md, ablation.json and ablation_curves.png (success against wall-clock of every trained variant)."""
+    """ablation.md, ablation.json and ablation_curves.png (success against wall-clock of every trained variant,
+    averaged over its seeds)."""
     from .plots import plot_ablation  # noqa: PLC0415
 
     atomic_write_text(out / "ablation.md", markdown_table(rows, episodes, base, seed_base))
     atomic_write_json(out / "ablation.json", [r.__dict__ for r in rows])
-    curves = {r.description: eval_curve(r.run_dir) for r in rows if r.iterations > 0}
+    by_desc: dict[str, list[list[tuple[float, float]]]] = {}
+    for r in rows:
+        if r.iterations > 0:
+            by_desc.setdefault(r.description, []).append(eval_curve(r.run_dir))
+    curves = {f"{d} ({len(c)} seed{'s' if len(c) > 1 else ''})": mean_curve(c) for d, c in by_desc.items()}
     if curves:
-        plot_ablation(curves, out / "ablation_curves.png", title="PPO ablation: held-out success (20-episode evals)")
+        plot_ablation(curves, out / "ablation_curves.png",
+                      title="PPO ablation: held-out success (periodic evals, mean over seeds)")

@@ -69,14 +69,18 @@ def plot_ablation(curves: dict[str, list[tuple[float, float]]], out: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 5.4))
+    lowest = 1.0
     for label, points in curves.items():
         if points:
             xs, ys = zip(*sorted(points), strict=True)
             ax.plot([x / 60 for x in xs], ys, marker="o", ms=3, label=label)
-    ax.set(xlabel="training wall-clock (min)", ylabel="held-out success", ylim=(-0.02, 1.02), title=title)
+            lowest = min(lowest, *ys)
+    # the axis starts a little under the lowest point (curves of fine-tuned policies differ by a few points)
+    bottom = max(-0.02, (int(lowest * 10) - 1) / 10)
+    ax.set(xlabel="training wall-clock (min)", ylabel="held-out success", ylim=(bottom, 1.02), title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.tight_layout()
     path = _save(fig, Path(out))
     plt.close(fig)
