@@ -98,7 +98,7 @@ def markdown_table(rows: list[AblationRow], episodes: int, base: list[str], seed
         wins = sum(round(r.final_success * k) for r, k in zip(runs, n, strict=True))
         lo, hi = wilson_interval(wins, sum(n))
         mean = sum(r.final_success for r in runs) / len(runs)
-        per_seed = " (" + " / ".join(_pct(r.final_success) for r in runs) + ")" if len(runs) > 1 else ""
+        per_seed = " (" + " / ".join(f"{r.final_success:.1%}" for r in runs) + ")" if len(runs) > 1 else ""
         seeds = "-" if runs[0].iterations == 0 else ", ".join(str(r.seed) for r in runs)
 
         def avg(attr: str, rs: list[AblationRow] = runs) -> float:
