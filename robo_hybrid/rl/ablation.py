@@ -77,7 +77,7 @@ def markdown_table(rows: list[AblationRow], episodes: int, base: list[str], seed
     """The README table: one line per variant, its training seeds pooled.
 
     'final' is the mean over seeds of each run's held-out success (every run on the same seeds seed_base + i), the
-    per-seed figures in brackets after it, and the Wilson interval of all the runs' episodes together;
+    per-seed figures in parentheses after it, and the Wilson interval of all the runs' episodes together;
     iterations, env steps and wall-clock are means; 'min' is the lowest periodic evaluation of any seed.
     """
     from robo_hybrid.stats import wilson_interval  # noqa: PLC0415
