@@ -18,7 +18,7 @@ from pathlib import Path
 import torch  # noqa: F401  (before any GL context of a sync vector env)
 
 from robo_hybrid.config import Config, load_config
-from robo_hybrid.fileio import atomic_write_json
+from robo_hybrid.fileio import atomic_path, atomic_write_json
 from robo_hybrid.rl.ablation import VARIANTS, AblationRow, done_rows, row_key, write_outputs
 
 from .common import held_out_evaluator
@@ -54,9 +54,8 @@ def cached_reward_model(base: list[str], out: Path) -> list[str]:
             trainer.close()
         if src is None:
             raise RuntimeError("the PPO trainer built no reward model for algo.reward=learned")
-        tmp = cache.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            shutil.copyfile(src, tmp)
         atomic_write_json(out / "reward_model.json", {"pretrain_s": time.perf_counter() - t0, "source": str(src)})
     return [f"algo.reward_model.checkpoint={cache}"]
 
@@ -69,7 +68,8 @@ def run_variant(name: str, seed: int, base: list[str], out_dir: Path) -> Ablatio
     run_dir = out_dir / f"{name}_s{seed}"
     # a variant killed mid-run continues from its last checkpoint (and the rest of its time budget)
     resume = ["resume=true"] if ckpt.find_checkpoint(run_dir / "checkpoints") is not None else []
-    cfg = load_config(["algo=ppo", *base, *extra, f"seed={seed}", f"run_dir={run_dir}", *resume])
+    overrides = ["algo=ppo", *base, *extra, f"seed={seed}", f"run_dir={run_dir}", *resume]
+    cfg = load_config(overrides)
     row = AblationRow(name, desc, run_dir=str(run_dir), seed=seed, episodes=cfg.ablation.episodes)
     if name == "bc_only":
         if not cfg.checkpoint:
@@ -79,8 +79,7 @@ def run_variant(name: str, seed: int, base: list[str], out_dir: Path) -> Ablatio
         row.start_success = row.best_success = row.min_success = row.final_success
         return row
     if cfg.algo.reward == "learned":
-        cfg = load_config(["algo=ppo", *base, *extra, *cached_reward_model(base, out_dir), f"seed={seed}",
-                           f"run_dir={run_dir}", *resume])
+        cfg = load_config([*overrides, *cached_reward_model(base, out_dir)])
     t0 = time.perf_counter()
     res = train_ppo(cfg)
     row.iterations, row.env_steps, row.wall_s = res.iterations, res.env_steps, res.wall_s
@@ -98,13 +97,12 @@ def main(args: list[str]) -> int:
     out = Path(cfg.ablation.out)
     out.mkdir(parents=True, exist_ok=True)
     done = done_rows(out)  # runs of an interrupted earlier ablation are kept, not rerun
-    order = [(name, seed) for i, seed in enumerate(cfg.ablation.seeds) for name in cfg.ablation.variants
-             if name != "bc_only" or i == 0]  # BC is evaluated once: no training, nothing depends on the seed
+    table = _table_order(cfg.ablation.variants, cfg.ablation.seeds)
+    order = sorted(table, key=lambda run: cfg.ablation.seeds.index(run[1]))  # seed by seed, variants in table order
     rows: dict[str, AblationRow] = {}
 
     def write() -> None:  # this command's runs in table order, then the earlier runs of other variants / seeds
-        ordered = [rows[row_key(n, s)] for n, s in _table_order(cfg.ablation.variants, cfg.ablation.seeds)
-                   if row_key(n, s) in rows]
+        ordered = [rows[row_key(n, s)] for n, s in table if row_key(n, s) in rows]
         write_outputs(ordered + [r for k, r in done.items() if k not in rows], out, cfg.ablation.episodes, base,
                       cfg.eval.seed_base)
 
@@ -123,5 +121,6 @@ def main(args: list[str]) -> int:
 
 
 def _table_order(variants: list[str], seeds: list[int]) -> list[tuple[str, int]]:
-    """Rows of the table: variant by variant (seeds together), as ablation.variants lists them."""
+    """Runs of the table: variant by variant (seeds together), as ablation.variants lists them; BC is evaluated once
+    (no training: nothing depends on the seed)."""
     return [(name, seed) for name in variants for seed in (seeds[:1] if name == "bc_only" else seeds)]
