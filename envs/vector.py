@@ -15,39 +15,43 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from robo_hybrid.constants import HISTORY_MASK_KEY
 
 from . import EnvConfig, make_env
+from .replay import FailureReplay
 
 
-def _env_from_dict(task: str, env_cfg: dict) -> gym.Env:
+def _env_from_dict(task: str, env_cfg: dict, failure_replay: float = 0.0) -> gym.Env:
     """Worker-side constructor (picklable through functools.partial); the worker owns the renderer."""
-    return make_env(task, cfg=EnvConfig(**env_cfg))
+    env = make_env(task, cfg=EnvConfig(**env_cfg))
+    return FailureReplay(env, failure_replay) if failure_replay > 0 else env
 
 
 def make_vector_env(task: str, env_cfg: EnvConfig, num_envs: int, vector_env: str = "async",
-                    start_method: str = "forkserver", autoreset: str = "same_step") -> gym.vector.VectorEnv:
-    """`num_envs` copies of a task; 'async' runs each in a spawn / forkserver worker process (never fork)."""
+                    start_method: str = "forkserver", autoreset: str = "same_step",
+                    failure_replay: float = 0.0) -> gym.vector.VectorEnv:
+    """`num_envs` copies of a task; 'async' runs each in a spawn / forkserver worker process (never fork).
+    failure_replay > 0 wraps each env in FailureReplay (training resets return to failed seeds)."""
     if start_method not in ("spawn", "forkserver"):
         raise ValueError(f"start_method={start_method!r}: use 'spawn' or 'forkserver' (fork breaks GL contexts)")
     mode = {"same_step": AutoresetMode.SAME_STEP, "disabled": AutoresetMode.DISABLED}[autoreset]
-    fns = [functools.partial(_env_from_dict, task, asdict(env_cfg)) for _ in range(num_envs)]
+    fns = [functools.partial(_env_from_dict, task, asdict(env_cfg), failure_replay) for _ in range(num_envs)]
     if vector_env == "sync":
         return SyncVectorEnv(fns, autoreset_mode=mode)
     return AsyncVectorEnv(fns, context=start_method, autoreset_mode=mode, shared_memory=True)
 
 
 def make_grouped_vector_env(task: str, env_cfg: EnvConfig, num_envs: int, groups: int, vector_env: str = "async",
-                            start_method: str = "forkserver") -> gym.vector.VectorEnv:
+                            start_method: str = "forkserver", failure_replay: float = 0.0) -> gym.vector.VectorEnv:
     """`num_envs` envs in `groups` vector envs whose sizes differ by at most one (one vector env when groups == 1
     or num_envs == 1), so a caller can compute one group's next actions while the other groups' workers step."""
     if groups < 1 or num_envs < 1:
         raise ValueError(f"num_envs={num_envs} and env_groups={groups} must be >= 1")
     groups = min(groups, num_envs)
     if groups == 1:
-        return make_vector_env(task, env_cfg, num_envs, vector_env, start_method)
+        return make_vector_env(task, env_cfg, num_envs, vector_env, start_method, failure_replay=failure_replay)
     sizes = [num_envs // groups + (i < num_envs % groups) for i in range(groups)]
     parts: list[gym.vector.VectorEnv] = []
     try:
         for size in sizes:
-            parts.append(make_vector_env(task, env_cfg, size, vector_env, start_method))
+            parts.append(make_vector_env(task, env_cfg, size, vector_env, start_method, failure_replay=failure_replay))
     except BaseException:
         for part in parts:
             part.close()

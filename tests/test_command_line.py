@@ -18,6 +18,7 @@ from robo_hybrid.cli import COMMANDS, main
     (["train", "nosuch=1"], ["unknown key 'nosuch'", "valid keys here:", "workers"]),
     (["train", "algo=nope"], ["algo=nope", "choose one of bc, ppo"]),
     (["train", "algo.steps=0"], ["algo.steps and algo.batch_size must be >= 1"]),
+    (["train", "algo=ppo", "algo.failure_replay=1.5"], ["algo.failure_replay=1.5: a probability in [0, 1]"]),
     (["bench", "learn", "bench.learn.systems=[bc,nope]"], ["bench.learn.systems: unknown ['nope']"]),
     (["bench", "nosuch"], ["choose one of camera, envs, latency, learn, loop"]),
     (["eval"], ["checkpoint=<run dir"]),

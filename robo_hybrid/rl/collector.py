@@ -59,6 +59,7 @@ class RolloutCollector:
             for i, rows in enumerate(self.grouped.slices())
         ]
         self._bootstrap: list[tuple[int, np.ndarray, dict[str, np.ndarray]]] = []
+        self._starts = self._replays = 0  # episodes started in this rollout / of them from a failed seed
         self.onnx_base = None
         actor = ppo.actor
         if isinstance(actor, ResidualPolicy) and ppo.cfg.base_runtime == "onnx" and ppo.device.type == "cpu":
@@ -136,6 +137,9 @@ class RolloutCollector:
                       torch.zeros(len(done), device=dev),  # V(final obs) of truncations: after the rollout
                       (out["bc_mean"], out["bc_log_std"]) if "bc_mean" in out else None)
         lane.tracker.step(np.asarray(reward, np.float64), done, success)
+        if done.any() and "replayed" in info:  # algo.failure_replay: where the episodes starting now come from
+            self._starts += int(done.sum())
+            self._replays += int(np.asarray(info["replayed"], bool)[done].sum())
         lane.stacker.push(next_obs, done)
         lane.privileged = {k: np.asarray(next_obs[k]) for k in self.privileged_keys}
         share = len(done) / self.num_envs  # lanes' means weighted by their env counts
@@ -152,6 +156,7 @@ class RolloutCollector:
         if not self.started:
             self.start()
         self._bootstrap = []
+        self._starts = self._replays = 0
         ppo, dev, T = self.ppo, self.ppo.device, storage.num_steps
         sums: dict[str, float] = {}
         stds: list[torch.Tensor] = []
@@ -172,6 +177,8 @@ class RolloutCollector:
         storage.compute_returns(last_values, ppo.cfg.gamma, ppo.cfg.gae_lambda)
         stats = {k: v / T for k, v in sums.items()}
         stats.update(pop_episodes([lane.tracker for lane in self.lanes]))
+        if self._starts:
+            stats["replayed_episode_frac"] = self._replays / self._starts
         std = torch.stack(stds).sum(0) / (T * self.num_envs)
         stats["policy/rollout_std"] = float(std.mean())
         stats.update({f"policy/rollout_std_{i}": float(s) for i, s in enumerate(std)})

@@ -263,6 +263,10 @@ class PPOConfig:
     """Ceiling of the policy std, in normalized action units (keeps the BC behaviour recognisable)."""
     rnd: RNDConfig = field(default_factory=RNDConfig)
     """Optional random-network-distillation bonus."""
+    failure_replay: float = 0.0
+    """Probability that a training episode starts from a seed an earlier episode of the same env failed from
+    (envs/replay.py: each env keeps its failed seeds; a seed leaves on a success or after 4 replays); 0 = every
+    episode from a fresh seed. Puts a strong policy's rare failures into every batch; evaluations are unaffected."""
     # ----- reward -----
     reward: str = "sparse"
     """'sparse' (1 on success), 'dense' (the env's named terms, each logged) or 'learned' (sparse +
@@ -334,6 +338,8 @@ class PPOConfig:
             raise ValueError("algo.clip_coef must be > 0; value_clip_coef and target_kl >= 0 (0 disables)")
         if not 0.0 < self.std_min < self.std_max:
             raise ValueError(f"algo.std_min={self.std_min} / std_max={self.std_max}: need 0 < std_min < std_max")
+        if not 0.0 <= self.failure_replay <= 1.0:
+            raise ValueError(f"algo.failure_replay={self.failure_replay}: a probability in [0, 1] (0 turns it off)")
         if min(self.bc_reg_coef, self.bc_reg_coef_final, self.entropy_coef, self.entropy_coef_final) < 0:
             raise ValueError("algo.bc_reg_coef(_final) and entropy_coef(_final) must be >= 0")
         if self.critic_warmup_iters < 0 or self.bc_reg_anneal_iters < 0 or self.entropy_anneal_iters < 0:

@@ -91,7 +91,7 @@ class PPOTrainer:
         resume_dir = self._resume_dir(resume)
         resumed_state = ckpt.read_trainer_state(resume_dir) if resume_dir is not None else {}
         self.envs = make_grouped_vector_env(task, self.env_cfg, cfg.num_envs, cfg.env_groups, cfg.vector_env,
-                                             cfg.start_method)
+                                             cfg.start_method, failure_replay=cfg.failure_replay)
         # held-out seeds eval_seed_base + i: the same source as BC training and `robo-hybrid eval` (cfg.eval.seed_base)
         self.evaluator = Evaluator(task, self.env_cfg, cfg.eval_episodes, eval_seed_base,
                                    num_envs=cfg.eval_num_envs or cfg.num_envs, vector_env=cfg.vector_env,

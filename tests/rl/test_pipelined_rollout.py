@@ -101,6 +101,36 @@ def test_every_stored_row_is_its_own_envs_trajectory(tiny_policy_cfg, vector_env
     assert ended_any
 
 
+@pytest.mark.parametrize("vector_env", ["sync", "async"])
+def test_failure_replay_restarts_failed_episodes_from_their_seed(tiny_policy_cfg, vector_env):
+    """algo.failure_replay=1: an untrained policy fails every 5-step episode, so each env's second episode starts
+    from its first one's seed: the same observations as at t=0 (in the worker, through SAME_STEP autoreset)."""
+    torch.manual_seed(0)
+    envs = make_grouped_vector_env("push", ENV, 3, 2, vector_env, "forkserver", failure_replay=1.0)
+    try:
+        _, collector, storage = _collector(tiny_policy_cfg, envs, residual=True)
+        stats = collector.collect(storage)
+    finally:
+        envs.close()
+    assert bool(storage.truncated[4].all()) and stats["success_rate"] == 0.0
+    assert stats["replayed_episode_frac"] == 1.0
+    for k in ("proprio", "privileged", "image"):
+        torch.testing.assert_close(storage.obs[k][5], storage.obs[k][0], rtol=0, atol=0)
+        assert not torch.equal(storage.obs[k][0, 0], storage.obs[k][0, 1])  # different seeds per env
+
+
+def test_without_failure_replay_the_next_episode_is_new(tiny_policy_cfg):
+    torch.manual_seed(0)
+    envs = make_grouped_vector_env("push", ENV, 2, 1, "sync")
+    try:
+        _, collector, storage = _collector(tiny_policy_cfg, envs, residual=True)
+        stats = collector.collect(storage)
+    finally:
+        envs.close()
+    assert "replayed_episode_frac" not in stats
+    assert not torch.equal(storage.obs["privileged"][5], storage.obs["privileged"][0])
+
+
 def test_two_groups_and_one_give_the_same_first_step(tiny_policy_cfg):
     """With the same seeds, the grouped rollout starts from the same observations and its base cache (residual:
     the frozen base's outputs) matches a single vector env's row for row."""
