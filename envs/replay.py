@@ -1,7 +1,7 @@
 """Failure replay: training resets that return to the initial states a policy failed from.
 
-A strong policy fails on a few percent of initial states, so a sparse-reward batch of ~15 episodes holds less
-than one failure and almost no learning signal. Prioritized level replay (Jiang et al., "Prioritized Level
+A strong policy fails from a few percent of initial states, and fresh seeds rarely bring those states back, so
+the few situations left to learn are seen once. Prioritized level replay (Jiang et al., "Prioritized Level
 Replay", ICML 2021) revisits the levels with the most to learn; here a level is a reset seed and the score is
 plain failure: each env remembers the seeds its episodes failed from and, with probability `prob`, starts the
 next episode from one of them instead of a fresh seed. A seed leaves the buffer when an episode from it
