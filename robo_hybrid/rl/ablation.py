@@ -36,6 +36,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "residual_no_kl": ("BC + residual PPO without the KL to BC", ["algo.bc_reg=none"]),
     "rnd": ("BC + residual PPO + RND bonus", ["algo.rnd.coef=0.1"]),
     "replay": ("BC + residual PPO, failure replay 0.5", ["algo.failure_replay=0.5"]),
+    "low_std": ("BC + residual PPO, exploration std 0.03, KL mean term only",
+                ["algo.bc_reg=kl_mean", "algo.residual.init_std=0.03", "algo.std_min=0.02"]),
     "replay_no_kl": ("BC + residual PPO, failure replay 0.5, no KL", ["algo.failure_replay=0.5", "algo.bc_reg=none"]),
     "no_kl": ("BC + full PPO without KL regularizer", [*FULL[:1], "algo.bc_reg=none", "algo.critic.use_images=true"]),
     "no_warmup": ("BC + residual PPO without critic warm-up", ["algo.critic_warmup_iters=0"]),

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 REWARDS = ("sparse", "dense", "learned")
-BC_REGULARIZERS = ("none", "kl", "bc_nll")
+BC_REGULARIZERS = ("none", "kl", "kl_mean", "bc_nll")
+KL_REGULARIZERS = ("kl", "kl_mean")
+"""The regularizers anchored on a frozen copy of the pretrained policy."""
 VECTOR_ENVS = ("async", "sync")
 FINETUNE_MODES = ("full", "residual", "partial")
 START_METHODS = ("spawn", "forkserver")
@@ -240,8 +242,11 @@ class PPOConfig:
     # ----- staying close to the pretrained policy -----
     bc_reg: str = "kl"
     """'kl' (default): + coef * KL(pi || pi_BC) on rollout states (residual: the frozen base's Gaussian is pi_BC,
-    so the term pulls the residual back to 0 wherever the advantages do not consistently push it); 'bc_nll':
-    + coef * -log pi(a_demo | s_demo) on demo minibatches (needs demos); 'none'."""
+    so the term pulls the residual back to 0 wherever the advantages do not consistently push it); 'kl_mean': the
+    KL's mean term only, sum (mu - mu_BC)^2 / (2 sigma_BC^2): the same pull on the action, in units of the BC
+    policy's own uncertainty, leaving the exploration std to PPO and [std_min, std_max] (the full KL also pulls
+    the policy's std up to the BC head's, 0.2-0.3 on PickPlace's xyz, where noise of 0.1 alone costs the BC
+    policy ~20 points); 'bc_nll': + coef * -log pi(a_demo | s_demo) on demo minibatches (needs demos); 'none'."""
     bc_reg_coef: float = 0.1
     """Initial weight of the BC regularizer."""
     bc_reg_coef_final: float = 0.1

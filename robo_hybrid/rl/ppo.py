@@ -18,7 +18,7 @@ from torch.distributions import Independent
 from robo_hybrid.policy import HISTORY_MASK_KEY, HeadOutputs, MultimodalPolicy
 from robo_hybrid.training import distributed as ddp
 
-from .config import PPOConfig, linear_schedule
+from .config import KL_REGULARIZERS, PPOConfig, linear_schedule
 from .critic import MLPCritic, TransformerCritic
 from .residual import BASE_LOG_STD, BASE_MEAN, CACHE_KEYS, ResidualPolicy
 from .rnd import RND
@@ -94,7 +94,7 @@ class PPO:
         self.actor, self.critic, self.rnd = actor.to(self.device), critic.to(self.device), rnd
         # frozen copy of the pretrained policy: the anchor of the KL regularizer
         self.residual = isinstance(actor, ResidualPolicy)
-        if bc_policy is None and cfg.bc_reg == "kl" and isinstance(actor, MultimodalPolicy):
+        if bc_policy is None and cfg.bc_reg in KL_REGULARIZERS and isinstance(actor, MultimodalPolicy):
             bc_policy = copy.deepcopy(actor)  # (residual: the frozen base's cached outputs are the anchor)
         self.bc_policy = bc_policy.to(self.device).eval().requires_grad_(False) if bc_policy is not None else None
         if cfg.bc_reg == "bc_nll" and demo_batches is None:
@@ -271,10 +271,13 @@ class PPO:
                 "std": out.log_std.exp().mean().item()}
 
     def _bc_regularizer(self, batch: dict, out: HeadOutputs) -> torch.Tensor:
-        """KL(pi || pi_BC) on the rollout states, or the NLL of demo actions; 0 when switched off."""
+        """KL(pi || pi_BC) (or its mean term) on the rollout states, or the NLL of demo actions; 0 when switched off."""
         if self.cfg.bc_reg == "kl":
             # analytic KL between the current and the frozen pretrained Gaussian (normalized action units)
             return gaussian_kl(out.mean, out.log_std, batch["bc_mean"], batch["bc_log_std"]).mean()
+        if self.cfg.bc_reg == "kl_mean":
+            # the same KL with the policy's std set to the anchor's: only the mean term remains
+            return gaussian_kl(out.mean, batch["bc_log_std"], batch["bc_mean"], batch["bc_log_std"]).mean()
         if self.cfg.bc_reg == "bc_nll":
             assert self.demo_batches is not None
             demo_obs, demo_actions = next(self.demo_batches)

@@ -32,7 +32,7 @@ from robo_hybrid.training import checkpoint as ckpt
 from robo_hybrid.training import distributed as ddp
 
 from .collector import RolloutCollector, random_action_stats
-from .config import PPOConfig, linear_schedule
+from .config import KL_REGULARIZERS, PPOConfig, linear_schedule
 from .critic import make_critic
 from .plots import plot_learning_curves
 from .ppo import PPO, CriticUpdate
@@ -118,12 +118,13 @@ class PPOTrainer:
         dims = {k: int(np.prod(self.spec.obs(k).shape)) for k in (*self.spec.policy_keys, *self.spec.privileged_keys)
                 if k not in self.spec.image_keys}
         self.rnd = RND(cfg.rnd, dims, self.device) if cfg.rnd.coef > 0 else None
-        if self.from_scratch and cfg.bc_reg == "kl":
-            log.warning("bc_reg=kl needs a pretrained policy to stay close to; training from scratch: regularizer off")
+        if self.from_scratch and cfg.bc_reg in KL_REGULARIZERS:
+            log.warning("bc_reg=%s needs a pretrained policy to stay close to; training from scratch: regularizer off",
+                        cfg.bc_reg)
             cfg = self.cfg = replace(cfg, bc_reg="none")
         demos = demo_batches(demos_path, base, cfg.minibatch_size, seed) if cfg.bc_reg == "bc_nll" else None
         # residual: the frozen base itself is the KL anchor (its outputs are cached in the rollout)
-        bc_anchor = copy.deepcopy(base) if cfg.bc_reg == "kl" and cfg.finetune != "residual" else None
+        bc_anchor = copy.deepcopy(base) if cfg.bc_reg in KL_REGULARIZERS and cfg.finetune != "residual" else None
         self.ppo = PPO(self.policy, self.critic, cfg, bc_policy=bc_anchor, rnd=self.rnd, demo_batches=demos,
                        dist=self.dist)
         self.it, self.env_steps, self.elapsed_s, self.best_success = 0, 0, 0.0, -1.0

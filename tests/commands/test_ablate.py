@@ -83,3 +83,14 @@ def test_learned_shaping_variants_share_one_pretrained_reward_model(bc_checkpoin
     for seed in (0, 1):  # both runs shaped by that model
         assert f"checkpoint: {cache}" in (out / f"learned_s{seed}" / "config.yaml").read_text()
     assert ablate(base) == 0 and len(built) == 1  # a rerun finds the runs done and the model cached
+
+
+def test_every_variant_composes_into_a_valid_config():
+    """Each variant's overrides name real keys with valid values (a typo would only surface after hours of rows)."""
+    from robo_hybrid.config import load_config
+    from robo_hybrid.rl.ablation import VARIANTS
+
+    for name, (_, extra) in VARIANTS.items():
+        cfg = load_config(["algo=ppo", "task=pickplace", *extra])
+        if name == "low_std":
+            assert (cfg.algo.bc_reg, cfg.algo.residual.init_std, cfg.algo.std_min) == ("kl_mean", 0.03, 0.02)

@@ -159,3 +159,28 @@ def test_ppo_moves_the_policy_towards_better_actions(tiny_policy_cfg):
         torch.testing.assert_close(storage.returns, storage.rewards)  # one-step episodes: R = r
         ppo.update(storage, it)
     assert mean_error() < 0.5 * before, (before, mean_error())
+
+
+@pytest.mark.parametrize("bc_reg", ["kl", "kl_mean"])
+def test_kl_mean_anchors_the_mean_and_leaves_the_std_alone(tiny_policy_cfg, bc_reg):
+    """kl_mean is the KL's mean term, sum (mu - mu_BC)^2 / (2 sigma_BC^2); only the full KL pulls the std to BC's."""
+    from robo_hybrid.policy.model import HeadOutputs
+
+    envs, ppo, _, _ = _setup(tiny_policy_cfg, bc_reg=bc_reg)
+    envs.close()
+    assert ppo.bc_policy is not None  # full fine-tuning: both build the frozen anchor
+    torch.manual_seed(1)
+    bc_mean, bc_log_std = torch.randn(5, 4), torch.full((5, 4), np.log(0.3))
+    mean = (bc_mean + 0.1 * torch.randn(5, 4)).requires_grad_(True)
+    log_std = torch.full((5, 4), np.log(0.03), requires_grad=True)
+    reg = ppo._bc_regularizer({"bc_mean": bc_mean, "bc_log_std": bc_log_std},
+                              HeadOutputs(mean, log_std, None, torch.zeros(5, 8)))
+    reg.backward()
+    mean_term = ((mean - bc_mean).pow(2) / (2 * 0.3 ** 2)).sum(-1).mean()
+    assert mean.grad is not None and mean.grad.abs().sum() > 0
+    if bc_reg == "kl_mean":
+        torch.testing.assert_close(reg, mean_term)
+        assert log_std.grad is None  # the exploration std is PPO's to set: the term does not depend on it
+    else:
+        assert log_std.grad is not None and reg > mean_term + 1.0  # log(0.3 / 0.03) - 1/2 + ... per dim on top of the mean term
+        assert torch.all(log_std.grad < 0)  # descending the loss raises the std towards BC's 0.3
