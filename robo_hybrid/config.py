@@ -62,10 +62,16 @@ class EvalConfig:
     evaluation: BC training, `eval`, PPO, the ablation, `bench learn` and the controller loop of the main job."""
     videos: int = 3
     """Rollouts recorded to mp4."""
+    action_noise: float = 0.0
+    """Std of Gaussian noise added to the policy's mean action, per dim, in normalized action units (dataset std:
+    the units of residual PPO's exploration std, algo.residual.init_std), before clipping; 0 = the mean action.
+    `robo-hybrid eval checkpoint=<run> eval.action_noise=0.1` shows how much success depends on acting exactly."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.videos < 0:
             raise ValueError("eval.episodes must be >= 1 and eval.videos >= 0")
+        if not 0.0 <= self.action_noise <= 10.0:
+            raise ValueError(f"eval.action_noise={self.action_noise}: a std in [0, 10] normalized action units")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from robo_hybrid.cli import COMMANDS, main
     (["bench", "learn", "bench.learn.systems=[bc,nope]"], ["bench.learn.systems: unknown ['nope']"]),
     (["bench", "nosuch"], ["choose one of camera, envs, latency, learn, loop"]),
     (["eval"], ["checkpoint=<run dir"]),
+    (["eval", "eval.action_noise=-0.1"], ["eval.action_noise=-0.1: a std in [0, 10]"]),
     (["ablate", "ablation.variants=[bc_only,nope]"], ["ablation.variants: unknown ['nope']"]),
     (["ablate", "ablation.seeds=[0,0]"], ["ablation.seeds must be distinct and non-empty, got [0, 0]"]),
 ])

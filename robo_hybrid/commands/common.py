@@ -27,7 +27,7 @@ def final_eval(policy, cfg: Config, out_dir: Path, env_cfg: EnvConfig | dict | N
     """Held-out evaluation on cfg.eval.episodes seeds with video and JSON report in out_dir; prints one line."""
     with held_out_evaluator(cfg, cfg.eval.episodes, env_cfg) as ev:
         rep = ev(policy, video=out_dir / "eval.mp4" if cfg.eval.videos else None, n_video=cfg.eval.videos,
-                 report_path=out_dir / "eval.json", progress=True)
+                 report_path=out_dir / "eval.json", progress=True, action_noise=cfg.eval.action_noise)
     print(f"[eval] {rep.line()}  ({rep.wall_s:.0f} s; report {out_dir / 'eval.json'})")
     return rep
 

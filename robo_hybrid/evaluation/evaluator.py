@@ -56,8 +56,9 @@ class Evaluator:
 
     def run(self, act: ActFn, history: int, keys: tuple[str, ...], video: str | Path | None = None,
             n_video: int = 0, report_path: str | Path | None = None, progress: bool = False,
-            fps: int = 25) -> EvalReport:
-        """Evaluate any batched actor `act`; optional mp4 of the first `n_video` seeds and a JSON report."""
+            fps: int = 25, action_noise: float = 0.0) -> EvalReport:
+        """Evaluate any batched actor `act`; optional mp4 of the first `n_video` seeds and a JSON report
+        (`action_noise`: the std of the noise `act` adds, recorded in the report)."""
         from tqdm import tqdm  # noqa: PLC0415
 
         t0, threads = time.perf_counter(), torch.get_num_threads()
@@ -75,6 +76,7 @@ class Evaluator:
             torch.set_num_threads(threads)
         report = EvalReport.from_episodes(self.task, self.seeds, [r.success for r in recs], [r.ret for r in recs],
                                           [r.length for r in recs], time.perf_counter() - t0)
+        report.action_noise = float(action_noise)
         frames = [f for r in recs for f in r.frames]
         if video and frames:
             write_video(video, frames, fps=fps)
@@ -84,12 +86,15 @@ class Evaluator:
         return report
 
     def __call__(self, policy, video: str | Path | None = None, n_video: int = 0,
-                 report_path: str | Path | None = None, progress: bool = False) -> EvalReport:
-        """Evaluate a MultimodalPolicy with its mean action (on its own RNG stream: training is unaffected)."""
+                 report_path: str | Path | None = None, progress: bool = False,
+                 action_noise: float = 0.0) -> EvalReport:
+        """Evaluate a MultimodalPolicy with its mean action (on its own RNG stream: training is unaffected), or with
+        N(0, action_noise^2) added to it in normalized action units."""
         with torch.random.fork_rng(devices=[]):
-            return self.run(policy_act_fn(policy, deterministic=True, device=self.device), policy.cfg.history,
+            act = policy_act_fn(policy, deterministic=True, device=self.device, action_noise=action_noise)
+            return self.run(act, policy.cfg.history,
                             tuple(policy.spec.policy_keys), video, n_video, report_path, progress,
-                            fps=int(round(policy.spec.control_rate_hz)))
+                            fps=int(round(policy.spec.control_rate_hz)), action_noise=action_noise)
 
     def close(self) -> None:
         """Stop the env workers (safe to call twice)."""

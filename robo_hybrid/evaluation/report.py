@@ -26,6 +26,8 @@ class EvalReport:
     seeds: list[int] = field(default_factory=list)
     wall_s: float = 0.0
     video: str | None = None
+    action_noise: float = 0.0
+    """Std of the noise added to the mean action (normalized units); 0: the mean action."""
 
     @classmethod
     def from_episodes(cls, task: str, seeds: list[int], successes: list[bool], returns: list[float],
@@ -47,7 +49,8 @@ class EvalReport:
         """One human-readable line."""
         return (f"{self.task}: success {self.success_rate:.1%} [{self.ci95_low:.1%}, {self.ci95_high:.1%}] "
                 f"(95% Wilson, n={self.episodes}, seeds {self.seeds[0] if self.seeds else '-'}+), "
-                f"mean length {self.episode_length:.1f}, mean return {self.episode_return:.2f}")
+                f"mean length {self.episode_length:.1f}, mean return {self.episode_return:.2f}"
+                + (f", action noise {self.action_noise:g}" if self.action_noise else ""))
 
     def write_json(self, path: str | Path) -> None:
         """The report as JSON, written atomically."""

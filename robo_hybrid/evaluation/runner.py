@@ -35,15 +35,23 @@ class EpisodeRecord:
     frames: list[np.ndarray] = field(default_factory=list)
 
 
-def policy_act_fn(policy, deterministic: bool = True, device: str | torch.device = "cpu") -> ActFn:
-    """numpy obs (policy keys, stacked when history > 1) -> clipped actions (N, A) of a MultimodalPolicy."""
+def policy_act_fn(policy, deterministic: bool = True, device: str | torch.device = "cpu",
+                  action_noise: float = 0.0, noise_seed: int = 0) -> ActFn:
+    """numpy obs (policy keys, stacked when history > 1) -> clipped actions (N, A) of a MultimodalPolicy (or a
+    residual one); `action_noise` > 0 adds N(0, action_noise^2) per dim to the mean action in normalized units
+    (its own generator, seeded by `noise_seed`: the same episodes get the same noise)."""
     keys = tuple(policy.spec.policy_keys) + ((HISTORY_MASK_KEY,) if policy.cfg.history > 1 else ())
+    gen = torch.Generator(device=device).manual_seed(noise_seed) if action_noise > 0 else None
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         policy.eval()
         with torch.no_grad():
             t = {k: torch.as_tensor(obs[k], device=device) for k in keys}
-            return policy.act(t, deterministic=deterministic).cpu().numpy().astype(np.float32)
+            if gen is None:
+                return policy.act(t, deterministic=deterministic).cpu().numpy().astype(np.float32)
+            mean = policy(t).mean
+            noisy = mean + action_noise * torch.randn(mean.shape, generator=gen, device=mean.device)
+            return policy.clip_action(policy.unnormalize_action(noisy)).cpu().numpy().astype(np.float32)
 
     return act
 
