@@ -84,7 +84,10 @@ def test_critic_warmup_freezes_the_actor(tiny_policy_cfg):
     envs, ppo, collector, storage = _setup(tiny_policy_cfg, critic_warmup_iters=1, bc_reg="kl")
     try:
         actor0, critic0 = _params(ppo.actor), _params(ppo.critic)
-        collector.collect(storage)
+        rollout = collector.collect(storage)
+        # the anchor's std per action dim is logged (clamped to [std_min, std_max] as the KL term sees it)
+        bc_std = [rollout[f"policy/bc_std_{i}"] for i in range(4)]
+        assert all(0.05 - 1e-6 <= v <= 1.0 + 1e-6 for v in bc_std) and "policy/bc_std_4" not in rollout
         stats = ppo.update(storage, it=0)
         assert stats["actor_frozen"] == 1.0 and "policy_loss" not in stats
         assert torch.equal(_params(ppo.actor), actor0) and not torch.equal(_params(ppo.critic), critic0)
@@ -185,3 +188,12 @@ def test_kl_mean_anchors_the_mean_and_leaves_the_std_alone(tiny_policy_cfg, bc_r
         # log(0.3 / 0.03) - 1/2 + ... per dim on top of the mean term
         assert log_std.grad is not None and reg > mean_term + 1.0
         assert torch.all(log_std.grad < 0)  # descending the loss raises the std towards BC's 0.3
+
+
+def test_no_anchor_no_anchor_std_logged(tiny_policy_cfg):
+    envs, _, collector, storage = _setup(tiny_policy_cfg, bc_reg="none")
+    try:
+        rollout = collector.collect(storage)
+    finally:
+        envs.close()
+    assert "policy/rollout_std_0" in rollout and not any(k.startswith("policy/bc_std") for k in rollout)

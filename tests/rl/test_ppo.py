@@ -30,7 +30,7 @@ def test_one_ppo_iteration_from_a_bc_checkpoint(compose_ppo, bc_checkpoint, tmp_
     assert [r["step"] for r in critic] == [1] and critic[0]["env_steps"] == 16
     m = {**m, **{k: v for k, v in critic[0].items() if k in ("value_loss", "critic_grad_norm")}}
     for key in ("value_loss", "critic_grad_norm", "policy_loss", "entropy", "approx_kl", "clip_frac", "bc_reg", "std",
-                "policy/rollout_std", "reward_terms/object_to_goal_m", "reward/task"):
+                "policy/rollout_std", "policy/bc_std_0", "reward_terms/object_to_goal_m", "reward/task"):
         assert key in m and np.isfinite(m[key]), key
     assert m["episodes"] >= 2  # episode_steps=6 < 8 steps: every env finished (truncated) at least once
     assert m["std"] >= 0.05 - 1e-6  # the std floor holds
