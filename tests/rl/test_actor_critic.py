@@ -190,7 +190,7 @@ def test_kl_mean_anchors_the_mean_and_leaves_the_std_alone(tiny_policy_cfg, bc_r
         assert torch.all(log_std.grad < 0)  # descending the loss raises the std towards BC's 0.3
 
 
-def test_no_anchor_no_anchor_std_logged(tiny_policy_cfg):
+def test_without_an_anchor_no_anchor_std_is_logged(tiny_policy_cfg):
     envs, _, collector, storage = _setup(tiny_policy_cfg, bc_reg="none")
     try:
         rollout = collector.collect(storage)
