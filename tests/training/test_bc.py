@@ -97,7 +97,8 @@ def test_chunk_loss_ignores_padded_steps():
 @pytest.mark.parametrize(
     "loss_type, chunk, steps, mse_max, err_max",
     [
-        ("mse_nll", 0, 600, 3e-3, 0.15),  # the default loss: near-zero
+        # the default loss: near-zero (600 steps left the max error at 0.150 on an AVX2 EPYC, 0.06 after 800)
+        ("mse_nll", 0, 800, 3e-3, 0.15),
         ("mse_nll", 2, 600, 1e-2, 0.3),  # the chunk head shares the tiny trunk
         ("nll", 0, 300, 0.5, 2.0),  # plain NLL can park hard samples under a wide std: it only has to improve
     ],
