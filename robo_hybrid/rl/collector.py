@@ -60,7 +60,6 @@ class RolloutCollector:
         ]
         self._bootstrap: list[tuple[int, np.ndarray, dict[str, np.ndarray]]] = []
         self._starts = self._replays = 0  # episodes started in this rollout / of them from a failed seed
-        self._anchored = False  # this rollout stored the BC anchor's outputs (KL regularizer or residual base)
         self.onnx_base = None
         actor = ppo.actor
         if isinstance(actor, ResidualPolicy) and ppo.cfg.base_runtime == "onnx" and ppo.device.type == "cpu":
@@ -137,7 +136,6 @@ class RolloutCollector:
                       torch.as_tensor(truncated, dtype=torch.float32, device=dev),
                       torch.zeros(len(done), device=dev),  # V(final obs) of truncations: after the rollout
                       (out["bc_mean"], out["bc_log_std"]) if "bc_mean" in out else None)
-        self._anchored = self._anchored or "bc_mean" in out
         lane.tracker.step(np.asarray(reward, np.float64), done, success)
         if done.any() and "replayed" in info:  # algo.failure_replay: where the episodes starting now come from
             self._starts += int(done.sum())
@@ -159,7 +157,6 @@ class RolloutCollector:
             self.start()
         self._bootstrap = []
         self._starts = self._replays = 0
-        self._anchored = False
         ppo, dev, T = self.ppo, self.ppo.device, storage.num_steps
         sums: dict[str, float] = {}
         stds: list[torch.Tensor] = []
@@ -185,7 +182,7 @@ class RolloutCollector:
         std = torch.stack(stds).sum(0) / (T * self.num_envs)
         stats["policy/rollout_std"] = float(std.mean())
         stats.update({f"policy/rollout_std_{i}": float(s) for i, s in enumerate(std)})
-        if self._anchored:  # the BC anchor's std per action dim on these states, as the KL term sees it (clamped)
+        if ppo.anchored:  # the BC anchor's std per action dim on these states, as the KL term sees it (clamped)
             bc_std = storage.bc_log_std.exp().mean((0, 1))
             stats.update({f"policy/bc_std_{i}": float(s) for i, s in enumerate(bc_std)})
         stats["value/mean"] = float(storage.values.mean())

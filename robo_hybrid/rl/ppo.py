@@ -109,6 +109,12 @@ class PPO:
         self.value_rms = RunningMeanStd((), std_floor=cfg.value_norm_std_floor).to(self.device)
         self.log_std_bounds = (math.log(cfg.std_min), math.log(cfg.std_max))
 
+    @property
+    def anchored(self) -> bool:
+        """Rollout steps carry the BC anchor's outputs (bc_mean, bc_log_std): the residual's frozen base, or the
+        frozen copy of a KL regularizer."""
+        return self.residual or self.bc_policy is not None
+
     def trainable(self) -> list[nn.Parameter]:
         """The actor parameters PPO updates (a frozen base's are left out)."""
         return [p for p in self.actor.parameters() if p.requires_grad]
