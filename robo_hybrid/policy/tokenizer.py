@@ -371,6 +371,21 @@ class ObservationTokenizer(nn.Module):
                 j += 1
         return steps
 
+    def vector_state(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The vector inputs of the latest step, normalized as the tokens see them, concatenated: (B, sum d).
+
+        (A residual head reads them beside the readout; hidden elements read as 0 here too.)"""
+        K = self.cfg.history
+        B = obs[(self.image_keys or self.vector_keys)[0]].shape[0]
+        parts = []
+        for key in self.vector_keys:
+            v = obs[key].reshape(B, K, self.vec_dims[key])[:, -1].float()  # (B, d): the latest step
+            v = self.normalizers[key](v)  # (B, d)
+            if key in self.masked_keys:
+                v = v * getattr(self, f"keep_{key}")
+            parts.append(v)
+        return torch.cat(parts, dim=-1) if parts else torch.zeros(B, 0)  # (B, sum d)
+
     def forward(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Raw obs -> tokens (B, T, D) and key mask (B, T) (True = real token; None when no `history_mask`)."""
         K, D, S = self.cfg.history, self.cfg.d_model, self.tokens_per_step

@@ -160,6 +160,10 @@ class ResidualConfig:
     learning_rate: float = 1e-4
     """Adam learning rate of the residual head (a fresh small net; the actor's learning_rate is for full/partial).
     (3e-4 without a KL term let a 96% Push policy drift to 86% on the fixed seeds over 20 minutes.)"""
+    state_inputs: bool = False
+    """Also feed the head the base's vector inputs of the latest step (proprio, goal; normalized as the base's
+    tokens see them) beside its readout features and action: the offsets a placement correction needs, directly
+    rather than through the 64-wide readout trained for BC. Never privileged state."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.scale_init <= self.scale:

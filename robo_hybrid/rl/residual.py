@@ -2,9 +2,11 @@
 
 The executed action is the frozen base's action plus a bounded correction:
 
-    a = base_mean(s) + scale * tanh(r(features(s), base_mean(s)))      (normalized action units)
+    a = base_mean(s) + scale * tanh(r(features(s), base_mean(s)[, state(s)]))      (normalized action units)
 
-with `r` a small MLP whose last layer starts at zero, so at step 0 the residual policy acts exactly as BC. The
+with `r` a small MLP whose last layer starts at zero, so at step 0 the residual policy acts exactly as BC
+(`state`, read with `residual.state_inputs`: the base's own vector inputs of the latest step, proprio and goal,
+normalized as its tokens see them; ResiP's residual reads the observation beside the base action). The
 base's outputs are computed once per env step (`base_cache`) and stored in the rollout buffer under CACHE keys;
 PPO's updates then run only the residual head (and the critic), never the base's tokenizer or transformer. The
 base receives no gradient. `ResidualPolicy` has the `MultimodalPolicy` acting API the evaluator and the exporter
@@ -29,16 +31,18 @@ from robo_hybrid.training import checkpoint as ckpt
 
 from .config import ResidualConfig
 
-BASE_MEAN, BASE_LOG_STD, BASE_FEATURES = "base_mean", "base_log_std", "base_features"
-CACHE_KEYS = (BASE_MEAN, BASE_LOG_STD, BASE_FEATURES)
+BASE_MEAN, BASE_LOG_STD, BASE_FEATURES, BASE_STATE = "base_mean", "base_log_std", "base_features", "base_state"
+CACHE_KEYS = (BASE_MEAN, BASE_LOG_STD, BASE_FEATURES, BASE_STATE)
 RESIDUAL_FILE = "residual.safetensors"
 
 
 class ResidualHead(nn.Module):
-    """(base features (B, D), base mean (B, A)) -> bounded residual (B, A) and a state-independent log-std."""
+    """(base features (B, D), base mean (B, A)[, vector state (B, S)]) -> unbounded residual (B, A), and a
+    state-independent log-std."""
 
     def __init__(self, d_in: int, action_dim: int, cfg: ResidualConfig) -> None:
         super().__init__()
+        self.state_inputs = cfg.state_inputs
         layers: list[nn.Module] = []
         width = d_in
         for _ in range(cfg.n_layers):
@@ -51,9 +55,10 @@ class ResidualHead(nn.Module):
         nn.init.zeros_(self.out.bias)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(torch.tensor(cfg.init_std).log())))
 
-    def forward(self, features: torch.Tensor, base_mean: torch.Tensor) -> torch.Tensor:
-        """Unbounded residual pre-activation (B, A)."""
-        return self.out(self.mlp(torch.cat([features, base_mean], dim=-1)))
+    def forward(self, features: torch.Tensor, base_mean: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Unbounded residual pre-activation (B, A); `state` is read only with state_inputs."""
+        x = [features, base_mean, state] if self.state_inputs else [features, base_mean]
+        return self.out(self.mlp(torch.cat(x, dim=-1)))
 
 
 class ResidualPolicy(nn.Module):
@@ -65,7 +70,9 @@ class ResidualPolicy(nn.Module):
         super().__init__()
         self.base = base.eval().requires_grad_(False)
         self.residual_cfg = cfg
-        self.head = ResidualHead(base.cfg.d_model + base.action_dim, base.action_dim, cfg)
+        state_dim = sum(base.tokenizer.vec_dims.values())  # what vector_state returns per sample
+        d_in = base.cfg.d_model + base.action_dim + (state_dim if cfg.state_inputs else 0)
+        self.head = ResidualHead(d_in, base.action_dim, cfg)
         # current bound on |residual| (normalized action units); annealed in by the trainer, exported as a constant
         self.register_buffer("scale", torch.tensor(float(cfg.scale)))
 
@@ -116,19 +123,21 @@ class ResidualPolicy(nn.Module):
     # ----- forward -----
     @torch.no_grad()
     def base_cache(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The base's features (B, D), mean and log-std (B, A): computed once per env step, stored in the rollout."""
+        """The base's features (B, D), mean and log-std (B, A) and normalized vector state (B, S): computed once per
+        env step, stored in the rollout."""
         out = self.base(obs)
-        return {BASE_MEAN: out.mean, BASE_LOG_STD: out.log_std, BASE_FEATURES: out.features}
+        return {BASE_MEAN: out.mean, BASE_LOG_STD: out.log_std, BASE_FEATURES: out.features,
+                BASE_STATE: self.base.tokenizer.vector_state(obs)}
 
-    def residual(self, features: torch.Tensor, base_mean: torch.Tensor) -> torch.Tensor:
+    def residual(self, features: torch.Tensor, base_mean: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """Bounded residual (B, A) in normalized action units: |residual| <= scale."""
-        return self.scale * torch.tanh(self.head(features, base_mean))
+        return self.scale * torch.tanh(self.head(features, base_mean, state))
 
     def forward(self, obs: dict[str, torch.Tensor], detach_std: bool = False, aux: bool = False) -> HeadOutputs:
         """Head outputs (normalized units); reads the cached base outputs when `obs` carries them."""
         cache = obs if BASE_MEAN in obs else self.base_cache(obs)
         features, base_mean = cache[BASE_FEATURES].detach(), cache[BASE_MEAN].detach()
-        mean = base_mean + self.residual(features, base_mean)  # (B, A)
+        mean = base_mean + self.residual(features, base_mean, cache[BASE_STATE].detach())  # (B, A)
         log_std = self.head.log_std.expand_as(mean)  # (B, A)
         return HeadOutputs(mean, log_std, None, features, None)
 
@@ -175,17 +184,19 @@ class ResidualExportWrapper(nn.Module):
 
 
 class BaseCacheWrapper(nn.Module):
-    """The frozen base as a graph of its rollout outputs: raw inputs -> features (B, D), mean, log-std (B, A)."""
+    """The frozen base as a graph of its rollout outputs: raw inputs -> features (B, D), mean, log-std (B, A),
+    normalized vector state (B, S)."""
 
     def __init__(self, base: MultimodalPolicy) -> None:
         super().__init__()
         self.export = base.as_onnx()  # a copy of the base in eval mode, with its input order
         self.input_names = self.export.input_names
-        self.output_names = (BASE_FEATURES, BASE_MEAN, BASE_LOG_STD)
+        self.output_names = (BASE_FEATURES, BASE_MEAN, BASE_LOG_STD, BASE_STATE)
 
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.export.policy(dict(zip(self.input_names, inputs, strict=True)))
-        return out.features, out.mean, out.log_std
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        obs = dict(zip(self.input_names, inputs, strict=True))
+        out = self.export.policy(obs)
+        return out.features, out.mean, out.log_std, self.export.policy.tokenizer.vector_state(obs)
 
 
 class OnnxBase:
@@ -225,9 +236,9 @@ class OnnxBase:
         batch = next(iter(obs.values())).shape[0]
         feeds = {n: (obs[n] if n in obs else torch.ones(batch, self.history, dtype=torch.bool)).cpu().numpy()
                  for n in self.input_names}
-        features, mean, log_std = self.session.run(None, feeds)
+        features, mean, log_std, state = self.session.run(None, feeds)
         return {BASE_FEATURES: torch.from_numpy(features), BASE_MEAN: torch.from_numpy(mean),
-                BASE_LOG_STD: torch.from_numpy(log_std)}
+                BASE_LOG_STD: torch.from_numpy(log_std), BASE_STATE: torch.from_numpy(state)}
 
 
 # ----------------------------------------------------------------------------------------------- files

@@ -16,7 +16,9 @@ from robo_hybrid.rl.ppo import PPO
 from robo_hybrid.rl.residual import (
     BASE_FEATURES,
     BASE_MEAN,
+    BASE_STATE,
     RESIDUAL_FILE,
+    OnnxBase,
     ResidualPolicy,
     finetune_actor,
     load_residual,
@@ -51,12 +53,13 @@ def _perturb(head: torch.nn.Module) -> None:
         head.out.bias.normal_(0, 5.0)  # type: ignore[union-attr]
 
 
-def test_residual_policy_acts_exactly_as_bc_at_initialisation(tiny_policy_cfg):
+@pytest.mark.parametrize("state_inputs", [False, True])
+def test_residual_policy_acts_exactly_as_bc_at_initialisation(tiny_policy_cfg, state_inputs):
     spec = _spec()
     base = _policy(tiny_policy_cfg, spec)
     obs = _obs(spec)
     bc_action = base.act(obs)
-    res = ResidualPolicy(base, ResidualConfig())
+    res = ResidualPolicy(base, ResidualConfig(state_inputs=state_inputs))
     np.testing.assert_array_equal(res.act(obs).numpy(), bc_action.numpy())
     # ...and through the cached base outputs the rollout stores
     cached = {**obs, **res.base_cache(obs)}
@@ -76,10 +79,11 @@ def test_residual_is_bounded_by_its_scale(tiny_policy_cfg):
     assert float((res(obs).mean - base_mean).abs().max()) <= 0.05 + 1e-6
 
 
-def test_frozen_base_receives_no_gradient_and_stays_unchanged(tiny_policy_cfg):
+@pytest.mark.parametrize("state_inputs", [False, True])
+def test_frozen_base_receives_no_gradient_and_stays_unchanged(tiny_policy_cfg, state_inputs):
     spec = _spec()
     base = _policy(tiny_policy_cfg, spec)
-    res = ResidualPolicy(base, ResidualConfig())
+    res = ResidualPolicy(base, ResidualConfig(state_inputs=state_inputs))
     before = {k: v.clone() for k, v in base.state_dict().items()}
     cfg = PPOConfig(num_envs=2, num_steps=8, num_minibatches=2, num_epochs=2, vector_env="sync", critic=CRITIC,
                     critic_warmup_iters=0, target_kl=0.0, base_runtime="torch")  # torch: its calls are counted
@@ -101,13 +105,36 @@ def test_frozen_base_receives_no_gradient_and_stays_unchanged(tiny_policy_cfg):
     assert rollout_calls == 8  # once per env step...
     assert len(seen) == calls_before + 8  # ...and never in the update: it reads the cache in the storage
     assert all(s <= {"image", "proprio", "goal"} for s in seen)  # the base reads no privileged input
-    assert BASE_MEAN in storage.obs and BASE_FEATURES in storage.obs
+    assert BASE_MEAN in storage.obs and BASE_FEATURES in storage.obs and BASE_STATE in storage.obs
     assert all(p.grad is None for p in base.parameters())
     res.train(True)
     assert not base.training and not any(m.training for m in base.modules())  # the base never augments
     for k, v in base.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
     assert float(res.head.out.weight.abs().sum()) > 0  # the head did learn
+
+
+def test_state_inputs_are_the_bases_normalized_vectors_and_steer_the_residual(tiny_policy_cfg):
+    spec = _spec()
+    base = _policy(tiny_policy_cfg, spec)
+    stats = {k: (np.full(spec.obs(k).shape, 0.5, np.float32), np.full(spec.obs(k).shape, 2.0, np.float32))
+             for k in ("proprio", "goal")}
+    base.fit_normalizers({**stats, "action": (np.zeros(spec.action.shape, np.float32),
+                                              np.ones(spec.action.shape, np.float32))})
+    obs = _obs(spec, batch=4)
+    want = torch.cat([(obs[k] - 0.5) / 2.0 for k in ("proprio", "goal")], dim=-1)
+    cache = ResidualPolicy(base, ResidualConfig()).base_cache(obs)
+    torch.testing.assert_close(cache[BASE_STATE], want, rtol=1e-5, atol=1e-5)  # the tokens' normalization
+    # the onnxruntime base of the rollouts caches the same state
+    torch.testing.assert_close(OnnxBase(base)(obs)[BASE_STATE], want, rtol=1e-4, atol=1e-4)
+    # with state_inputs the head reads it: the same features and base action, another state, another residual
+    res = ResidualPolicy(base, ResidualConfig(state_inputs=True))
+    _perturb(res.head)
+    moved = {**cache, BASE_STATE: cache[BASE_STATE] + 1.0}
+    assert float((res(cache).mean - res(moved).mean).abs().max()) > 1e-3
+    plain = ResidualPolicy(base, ResidualConfig(state_inputs=False))
+    _perturb(plain.head)
+    torch.testing.assert_close(plain(cache).mean, plain(moved).mean, rtol=0, atol=0)  # off: never read
 
 
 def test_partial_trains_only_the_last_block_and_heads(tiny_policy_cfg):
@@ -121,11 +148,12 @@ def test_partial_trains_only_the_last_block_and_heads(tiny_policy_cfg):
     assert not any(p.requires_grad for p in policy.tokenizer.parameters())
 
 
-def test_residual_exports_as_one_graph_with_parity(tiny_policy_cfg, tmp_path):
+@pytest.mark.parametrize("state_inputs", [False, True])
+def test_residual_exports_as_one_graph_with_parity(tiny_policy_cfg, tmp_path, state_inputs):
     from robo_hybrid.export import check_parity, export_onnx, ort_session
 
     spec = _spec()
-    res = ResidualPolicy(_policy(tiny_policy_cfg, spec), ResidualConfig(scale=0.3))
+    res = ResidualPolicy(_policy(tiny_policy_cfg, spec), ResidualConfig(scale=0.3, state_inputs=state_inputs))
     _perturb(res.head)
     obs = {k: v.numpy() for k, v in _obs(spec, batch=16, seed=1).items()}
     rep = export_onnx(res, tmp_path / "res.onnx", parity_obs=obs)  # pyright: ignore[reportArgumentType]  (duck-typed)
