@@ -384,7 +384,7 @@ class ObservationTokenizer(nn.Module):
             if key in self.masked_keys:
                 v = v * getattr(self, f"keep_{key}")
             parts.append(v)
-        return torch.cat(parts, dim=-1) if parts else torch.zeros(B, 0)  # (B, sum d)
+        return torch.cat(parts, dim=-1) if parts else torch.zeros(B, 0, device=self.readout.device)  # (B, sum d)
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Raw obs -> tokens (B, T, D) and key mask (B, T) (True = real token; None when no `history_mask`)."""

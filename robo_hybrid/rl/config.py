@@ -162,8 +162,8 @@ class ResidualConfig:
     (3e-4 without a KL term let a 96% Push policy drift to 86% on the fixed seeds over 20 minutes.)"""
     state_inputs: bool = False
     """Also feed the head the base's vector inputs of the latest step (proprio, goal; normalized as the base's
-    tokens see them) beside its readout features and action: the offsets a placement correction needs, directly
-    rather than through the 64-wide readout trained for BC. Never privileged state."""
+    tokens see them) beside its readout features and action: the tool's position and the goal, directly rather than
+    through the readout trained for BC (on Stack: 84.0% against 82.5% without, one seed each). Never privileged."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.scale_init <= self.scale:
