@@ -240,14 +240,18 @@ class ArmEnv(MujocoScene, gym.Env):
         """Where the object's centre rests when stacked centred on the base cube (the stack task's goal)."""
         return self._base_pos() + [0.0, 0.0, self.base_half_size_m + self.object_half_size_m]
 
+    @property
+    def object_released(self) -> bool:
+        """The fingers are open wider than the object by STACK_RELEASE_MARGIN_M (stack success needs it)."""
+        return self.gripper_opening_m >= 2 * self.object_half_size_m + STACK_RELEASE_MARGIN_M
+
     def _stack_success(self) -> bool:
         """Object centred on the base cube (xy within success_threshold_m), at rest on it, and released."""
         obj = self.data.qpos[self._obj_qadr : self._obj_qadr + 3]
         speed = float(np.linalg.norm(self.data.qvel[self._obj_dadr : self._obj_dadr + 3]))
         diff = obj - self.goal
-        released = self.gripper_opening_m >= 2 * self.object_half_size_m + STACK_RELEASE_MARGIN_M
         return bool(np.linalg.norm(diff[:2]) <= self.task.success_threshold_m and abs(diff[2]) <= STACK_Z_TOL_M
-                    and speed <= STACK_REST_SPEED_M_S and released)  # fmt: skip
+                    and speed <= STACK_REST_SPEED_M_S and self.object_released)  # fmt: skip
 
     def step(self, action):
         """One control step: Cartesian delta through IK, gripper target, physics substeps, reward terms."""

@@ -16,7 +16,6 @@ import torch  # noqa: F401  (before the first GL context: triton's LLVM and llvm
 
 from robo_hybrid.constants import HELD_OUT_SEED_BASE
 from robo_hybrid.envs import EnvConfig, make_env
-from robo_hybrid.envs.arm import STACK_RELEASE_MARGIN_M
 from robo_hybrid.evaluation.runner import policy_act_fn
 from robo_hybrid.rl.residual import load_residual
 from robo_hybrid.spec import SpecMismatchError
@@ -25,13 +24,13 @@ from robo_hybrid.training.checkpoint import CheckpointError, load_policy
 A_POS, B_POS = slice(0, 3), slice(13, 16)  # cube A's and cube B's centre in the 26-long privileged vector
 
 
-def category(a: np.ndarray, b: np.ndarray, opening_m: float, released_m: float, xy_tol_m: float) -> str:
+def category(a: np.ndarray, b: np.ndarray, released: bool, xy_tol_m: float) -> str:
     """The final state of a failed episode, in words."""
     dxy, dz = float(np.linalg.norm(a[:2] - b[:2])), float(a[2] - b[2])
     if dz > 0.03 and dxy < 0.03:  # resting on (or just above) cube B
         if dxy >= xy_tol_m:
             return "A on B, off-centre"
-        return "A centred on B, not released" if opening_m < released_m else "A centred on B, moving"
+        return "A centred on B, moving" if released else "A centred on B, not released"
     if dz > 0.01:
         return "A held in the air, away from B"
     return "A on the table (never grasped, or dropped)"
@@ -71,8 +70,7 @@ def main(argv: list[str]) -> int:
                 counts["success"] += 1
                 continue
             p = np.asarray(task.privileged_state())
-            released = 2 * task.object_half_size_m + STACK_RELEASE_MARGIN_M  # the env's own release test
-            c = category(p[A_POS], p[B_POS], float(task.gripper_opening_m), released, task.task.success_threshold_m)
+            c = category(p[A_POS], p[B_POS], bool(task.object_released), task.task.success_threshold_m)
             counts[c] += 1
             dxy = float(np.linalg.norm(p[A_POS][:2] - p[B_POS][:2]))
             print(f"seed {HELD_OUT_SEED_BASE + i}: {c} (A to B {100 * dxy:.1f} cm in xy, "

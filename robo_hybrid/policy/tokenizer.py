@@ -359,13 +359,16 @@ class ObservationTokenizer(nn.Module):
             steps.append(f.view(B, K, -1, D))  # (B, K, G, D)
         return steps
 
+    def _normalized(self, key: str, v: torch.Tensor) -> torch.Tensor:
+        """(N, d) raw values of vector key `key` -> normalized (N, d); hidden elements read as 0."""
+        v = self.normalizers[key](v.float())
+        return v * getattr(self, f"keep_{key}") if key in self.masked_keys else v
+
     def _vector_tokens(self, obs: Mapping[str, torch.Tensor], B: int) -> list[torch.Tensor]:
         K, D = self.cfg.history, self.cfg.d_model
         steps, j = [], 0
         for key, sizes in self.parts.items():
-            v = self.normalizers[key](obs[key].reshape(B * K, self.vec_dims[key]).float())  # (B*K, d)
-            if key in self.masked_keys:
-                v = v * getattr(self, f"keep_{key}")  # (B*K, d): hidden elements read as 0
+            v = self._normalized(key, obs[key].reshape(B * K, self.vec_dims[key]))  # (B*K, d)
             for mlp, part in zip(self.vec_tokenizers[key], v.split(sizes, dim=-1), strict=True):  # type: ignore[arg-type]
                 steps.append((mlp(part) + self.vec_emb[j]).view(B, K, 1, D))  # (B, K, 1, D)
                 j += 1
@@ -379,11 +382,7 @@ class ObservationTokenizer(nn.Module):
         B = obs[(self.image_keys or self.vector_keys)[0]].shape[0]
         parts = []
         for key in self.vector_keys:
-            v = obs[key].reshape(B, K, self.vec_dims[key])[:, -1].float()  # (B, d): the latest step
-            v = self.normalizers[key](v)  # (B, d)
-            if key in self.masked_keys:
-                v = v * getattr(self, f"keep_{key}")
-            parts.append(v)
+            parts.append(self._normalized(key, obs[key].reshape(B, K, self.vec_dims[key])[:, -1]))  # (B, d)
         return torch.cat(parts, dim=-1) if parts else torch.zeros(B, 0, device=self.readout.device)  # (B, sum d)
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:

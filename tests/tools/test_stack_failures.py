@@ -17,16 +17,16 @@ _spec.loader.exec_module(stack_failures)
 B = np.array([0.05, -0.02, 0.02])  # cube B's centre on the table (4 cm cube)
 
 
-@pytest.mark.parametrize(("a", "opening", "want"), [
-    (B + [0.0, 0.0, 0.0], 0.08, "A on the table (never grasped, or dropped)"),  # level with B: on the table
-    (B + [0.20, 0.0, 0.0], 0.08, "A on the table (never grasped, or dropped)"),
-    (B + [0.15, 0.05, 0.08], 0.040, "A held in the air, away from B"),
-    (B + [0.02, 0.0, 0.04], 0.08, "A on B, off-centre"),  # 2 cm off: outside the 1.5 cm tolerance
-    (B + [0.005, 0.0, 0.04], 0.040, "A centred on B, not released"),
-    (B + [0.005, 0.0, 0.04], 0.08, "A centred on B, moving"),
+@pytest.mark.parametrize(("a", "released", "want"), [
+    (B + [0.0, 0.0, 0.0], True, "A on the table (never grasped, or dropped)"),  # level with B: on the table
+    (B + [0.20, 0.0, 0.0], True, "A on the table (never grasped, or dropped)"),
+    (B + [0.15, 0.05, 0.08], False, "A held in the air, away from B"),
+    (B + [0.02, 0.0, 0.04], True, "A on B, off-centre"),  # 2 cm off: outside the 1.5 cm tolerance
+    (B + [0.005, 0.0, 0.04], False, "A centred on B, not released"),
+    (B + [0.005, 0.0, 0.04], True, "A centred on B, moving"),
 ])
-def test_category_names_the_final_state(a, opening, want):
-    assert stack_failures.category(np.asarray(a), B, opening, released_m=0.046, xy_tol_m=0.015) == want
+def test_category_names_the_final_state(a, released, want):
+    assert stack_failures.category(np.asarray(a), B, released, xy_tol_m=0.015) == want
 
 
 def test_bad_arguments_print_usage_and_fail(capsys):
