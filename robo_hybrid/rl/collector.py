@@ -11,6 +11,7 @@ import torch
 
 from robo_hybrid.envs.vector import GroupedVectorEnv
 
+from .critic import TIME_KEY
 from .ppo import PPO, actor_inputs
 from .residual import OnnxBase, ResidualPolicy
 from .rollout import EpisodeTracker, HistoryStacker, pop_episodes, stack_final_obs, step_outcome
@@ -58,6 +59,8 @@ class RolloutCollector:
                  None if shaper is None else (shaper if i == 0 else shaper.copy()))
             for i, rows in enumerate(self.grouped.slices())
         ]
+        # algo.critic.time_input: the critic also reads steps taken / episode length (the env does not emit it)
+        self.episode_steps = spec.episode_steps if TIME_KEY in ppo.critic.input_keys else 0
         self._bootstrap: list[tuple[int, np.ndarray, dict[str, np.ndarray]]] = []
         self._starts = self._replays = 0  # episodes started in this rollout / of them from a failed seed
         self.onnx_base = None
@@ -78,9 +81,15 @@ class RolloutCollector:
             lane.pending = None
         self.started = True
 
-    @staticmethod
-    def _lane_obs(lane: Lane) -> dict[str, np.ndarray]:
-        return {**lane.stacker.current(), **lane.privileged}
+    def _lane_obs(self, lane: Lane) -> dict[str, np.ndarray]:
+        obs = {**lane.stacker.current(), **lane.privileged}
+        if self.episode_steps:  # the steps each env's episode has taken so far
+            obs[TIME_KEY] = self._elapsed(lane.tracker.lengths)
+        return obs
+
+    def _elapsed(self, steps: np.ndarray) -> np.ndarray:
+        """The critic's time input (n, 1): steps taken / the episode length."""
+        return (np.asarray(steps, np.float32) / np.float32(self.episode_steps))[:, None]
 
     def storage_obs(self) -> dict[str, np.ndarray]:
         """What the storage keeps per step: the actor's (stacked) policy keys + the current privileged state."""
@@ -211,6 +220,8 @@ class RolloutCollector:
         sel = bootstrap[final_idx] if len(final_idx) else np.zeros(0, bool)
         if sel.any():
             rows = {k: v[sel] for k, v in final_obs.items() if k in self.ppo.critic.input_keys}
+            if self.episode_steps:  # called before the tracker counts this step: the episode took one more
+                rows[TIME_KEY] = self._elapsed(lane.tracker.lengths[final_idx[sel]] + 1)
             self._bootstrap.append((t, lane.rows.start + final_idx[sel], rows))
 
     def _bootstrap_values(self, storage: RolloutStorage) -> None:

@@ -42,6 +42,10 @@ class CriticConfig:
     use_images: bool = False
     """Tokenize the camera images too; False (default) gives a much cheaper critic on proprio, goal and privileged
     state (`robo-hybrid bench rl` measures both)."""
+    time_input: bool = False
+    """Also read the episode's elapsed time (steps taken / the env's episode_steps, one more privileged input): at
+    a time limit the return left depends on it, which state alone does not show (Pardo et al. 2018, "Time Limits
+    in Reinforcement Learning"). Simulator-only, like the privileged state; never an actor input."""
     init_std: float = 0.02
     """Std of the normal init of linear layers and embeddings (nanoGPT)."""
 

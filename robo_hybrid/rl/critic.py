@@ -3,10 +3,13 @@
 The critic is only used in simulation, so it may read `privileged` (object pose and velocities). It uses the
 policy's `ObservationTokenizer` (its own weights, no history: the newest frame of a stacked input), cuts the
 privileged vector into parts with one token each, and normalizes its vector inputs with running statistics
-updated from rollouts (the BC normalizers do not cover `privileged`).
+updated from rollouts (the BC normalizers do not cover `privileged`). With algo.critic.time_input it also reads
+the episode's elapsed time (TIME_KEY, one more token), which the collector supplies.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -14,12 +17,15 @@ import torch.nn as nn
 
 from robo_hybrid.policy.tokenizer import ObservationTokenizer, TokenizerConfig
 from robo_hybrid.policy.transformer import Encoder, init_weights
-from robo_hybrid.spec import IOSpec
+from robo_hybrid.spec import IOSpec, TensorSpec
 
 from .config import CriticConfig
 from .storage import RunningMeanStd
 
 OBS_CLIP = 10.0
+TIME_KEY = "episode_time"
+"""The critic's time input (algo.critic.time_input): steps taken in the episode / the env's episode_steps, in
+[0, 1]; the collector writes it beside the privileged state (the env does not emit it)."""
 
 
 def current_frame(x: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -123,6 +129,19 @@ class MLPCritic(nn.Module):
         return self.mlp(torch.cat(x, dim=-1)).squeeze(-1)  # (B,)
 
 
+def with_time_input(spec: IOSpec) -> IOSpec:
+    """`spec` with the episode's elapsed time (TIME_KEY) as one more privileged input of the critic."""
+    if spec.episode_steps <= 0:
+        raise ValueError(f"algo.critic.time_input=true needs the env's episode length, but the I/O spec of "
+                         f"{spec.task_id!r} has episode_steps={spec.episode_steps}; set algo.critic.time_input=false")
+    if TIME_KEY in spec.privileged_keys:
+        return spec
+    time = TensorSpec(TIME_KEY, (1,), "float32", "fraction", 0.0, 1.0,
+                      description="steps taken in the episode / episode_steps (the critic's time input)")
+    return dataclasses.replace(spec, privileged=(*spec.privileged, time))
+
+
 def make_critic(cfg: CriticConfig, spec: IOSpec) -> TransformerCritic | MLPCritic:
-    """The critic of algo.critic.arch."""
+    """The critic of algo.critic.arch (with the time input of algo.critic.time_input)."""
+    spec = with_time_input(spec) if cfg.time_input else spec
     return MLPCritic(cfg, spec) if cfg.arch == "mlp" else TransformerCritic(cfg, spec)

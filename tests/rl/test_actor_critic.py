@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from robo_hybrid.envs import EnvConfig, make_env
 from robo_hybrid.policy import MultimodalPolicy
 from robo_hybrid.rl.collector import RolloutCollector, to_torch
 from robo_hybrid.rl.config import CriticConfig, PPOConfig
-from robo_hybrid.rl.critic import TransformerCritic
+from robo_hybrid.rl.critic import TIME_KEY, TransformerCritic, make_critic
 from robo_hybrid.rl.ppo import PPO
 from robo_hybrid.rl.rollout import make_vector_env
 from robo_hybrid.rl.storage import RolloutStorage
@@ -197,3 +199,27 @@ def test_without_an_anchor_no_anchor_std_is_logged(tiny_policy_cfg):
     finally:
         envs.close()
     assert "policy/rollout_std_0" in rollout and not any(k.startswith("policy/bc_std") for k in rollout)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "mlp"])
+def test_the_time_input_moves_the_critic_and_is_off_by_default(arch):
+    """algo.critic.time_input: the episode's elapsed fraction is one more critic input (a value at step 0 and at
+    the time limit may differ); without it the critic has no such input."""
+    spec = make_env("push", ENV).unwrapped.io_spec
+    plain = make_critic(CriticConfig(arch=arch, d_model=32, n_heads=2, conv_channels=[8, 16]), spec)
+    assert TIME_KEY not in plain.input_keys
+    torch.manual_seed(0)
+    critic = make_critic(CriticConfig(arch=arch, d_model=32, n_heads=2, conv_channels=[8, 16], time_input=True), spec)
+    assert TIME_KEY in critic.input_keys and TIME_KEY in critic.privileged_keys
+    B = 4
+    obs = {t.name: torch.rand(B, *t.shape) for t in spec.observations + spec.privileged if t.dtype != "uint8"}
+    early, late = {**obs, TIME_KEY: torch.zeros(B, 1)}, {**obs, TIME_KEY: torch.ones(B, 1)}
+    critic.update_normalizers({k: torch.cat([early[k], late[k]]) for k in early})
+    with torch.no_grad():
+        assert not torch.allclose(critic(early), critic(late))
+
+
+def test_the_time_input_needs_an_episode_length():
+    spec = dataclasses.replace(make_env("push", ENV).unwrapped.io_spec, episode_steps=0)
+    with pytest.raises(ValueError, match="episode_steps=0.*time_input=false"):
+        make_critic(CriticConfig(time_input=True), spec)
