@@ -83,13 +83,9 @@ class RolloutCollector:
 
     def _lane_obs(self, lane: Lane) -> dict[str, np.ndarray]:
         obs = {**lane.stacker.current(), **lane.privileged}
-        if self.episode_steps:  # the steps each env's episode has taken so far
-            obs[TIME_KEY] = self._elapsed(lane.tracker.lengths)
+        if self.episode_steps:  # the critic's time input (n, 1): the steps each env's episode has taken / its length
+            obs[TIME_KEY] = (lane.tracker.lengths.astype(np.float32) / np.float32(self.episode_steps))[:, None]
         return obs
-
-    def _elapsed(self, steps: np.ndarray) -> np.ndarray:
-        """The critic's time input (n, 1): steps taken / the episode length."""
-        return (np.asarray(steps, np.float32) / np.float32(self.episode_steps))[:, None]
 
     def storage_obs(self) -> dict[str, np.ndarray]:
         """What the storage keeps per step: the actor's (stacked) policy keys + the current privileged state."""
@@ -133,7 +129,10 @@ class RolloutCollector:
         done = terminated | truncated
         success, env_terms = step_outcome(info, done)
         final_idx, final_obs = stack_final_obs(info, done)
-        self._queue_bootstrap(t, lane, final_idx, final_obs, truncated & ~terminated)
+        # the return left after the time limit is 0 in the task the policy is evaluated on; a critic that reads the
+        # time can know it, so there the time limit ends the episode like a termination (nothing bootstrapped)
+        terminal, timeout = (done, np.zeros_like(done)) if self.episode_steps else (terminated, truncated & ~terminated)
+        self._queue_bootstrap(t, lane, final_idx, final_obs, timeout)
         shaping = (lane.shaper.step(next_obs, terminated, truncated, final_idx, final_obs)
                    if lane.shaper is not None else None)
         intrinsic = self._intrinsic(next_obs, final_idx, final_obs)
@@ -141,7 +140,7 @@ class RolloutCollector:
         total = total_reward(terms, {"intrinsic": ppo.cfg.rnd.coef})
         storage.write(t, lane.rows, obs_t, out["actions"], out["log_probs"], out["values"],
                       torch.as_tensor(total, dtype=torch.float32, device=dev),
-                      torch.as_tensor(terminated, dtype=torch.float32, device=dev),
+                      torch.as_tensor(terminal, dtype=torch.float32, device=dev),
                       torch.as_tensor(truncated, dtype=torch.float32, device=dev),
                       torch.zeros(len(done), device=dev),  # V(final obs) of truncations: after the rollout
                       (out["bc_mean"], out["bc_log_std"]) if "bc_mean" in out else None)
@@ -220,8 +219,6 @@ class RolloutCollector:
         sel = bootstrap[final_idx] if len(final_idx) else np.zeros(0, bool)
         if sel.any():
             rows = {k: v[sel] for k, v in final_obs.items() if k in self.ppo.critic.input_keys}
-            if self.episode_steps:  # called before the tracker counts this step: the episode took one more
-                rows[TIME_KEY] = self._elapsed(lane.tracker.lengths[final_idx[sel]] + 1)
             self._bootstrap.append((t, lane.rows.start + final_idx[sel], rows))
 
     def _bootstrap_values(self, storage: RolloutStorage) -> None:

@@ -43,9 +43,10 @@ class CriticConfig:
     """Tokenize the camera images too; False (default) gives a much cheaper critic on proprio, goal and privileged
     state (`robo-hybrid bench rl` measures both)."""
     time_input: bool = False
-    """Also read the episode's elapsed time (steps taken / the env's episode_steps, one more privileged input): at
-    a time limit the return left depends on it, which state alone does not show (Pardo et al. 2018, "Time Limits
-    in Reinforcement Learning"). Simulator-only, like the privileged state; never an actor input."""
+    """Also read the episode's elapsed time (steps taken / the env's episode_steps, one more privileged input), and
+    end episodes at the time limit like a termination instead of bootstrapping their tail: under a time limit the
+    return left depends on the time, which the state alone does not show (Pardo et al. 2018, "Time Limits in
+    Reinforcement Learning"). Simulator-only, like the privileged state; never an actor input."""
     init_std: float = 0.02
     """Std of the normal init of linear layers and embeddings (nanoGPT)."""
 

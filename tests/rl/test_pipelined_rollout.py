@@ -200,33 +200,34 @@ def test_the_background_critic_update_is_the_in_turn_update(tiny_policy_cfg):
 
 def test_the_critics_time_input_counts_each_episodes_steps(tiny_policy_cfg):
     """algo.critic.time_input: every stored step holds its episode's elapsed fraction (5-step episodes in an
-    8-step rollout: 0, .2, .4, .6, .8, then the next episode's 0, .2, .4), and a truncated episode's final
-    observation, the one its tail is bootstrapped from, is valued at the time limit (1.0)."""
+    8-step rollout: 0, .2, .4, .6, .8, then the next episode's 0, .2, .4), and the time limit ends an episode like a
+    termination: nothing is bootstrapped from its final observation."""
     torch.manual_seed(0)
-    envs = make_grouped_vector_env("push", ENV, 3, 2, "sync")
-    spec = make_env("push", ENV).unwrapped.io_spec
-    base = MultimodalPolicy(tiny_policy_cfg, spec).eval()
     critic_cfg = dataclasses.replace(CRITIC, time_input=True)
     cfg = PPOConfig(num_envs=3, num_steps=8, num_minibatches=2, num_epochs=1, vector_env="sync", critic=critic_cfg,
                     critic_warmup_iters=0)
-    ppo = PPO(ResidualPolicy(base, ResidualConfig(hidden=16, n_layers=1)), make_critic(critic_cfg, spec), cfg)
-    collector = RolloutCollector(envs, ppo, seed=5)
-    storage = RolloutStorage(8, 3, collector.example_obs(), base.action_dim)
-    bootstrapped: list[np.ndarray] = []
-    values = collector._bootstrap_values
-
-    def spy(storage):
-        bootstrapped.extend(rows[TIME_KEY] for _, _, rows in collector._bootstrap)
-        values(storage)
-
-    collector._bootstrap_values = spy
-    try:
-        collector.collect(storage)
-    finally:
-        envs.close()
-    assert bool(storage.truncated[4].all()) and not bool(storage.terminated.any())
+    storages = {}
+    for time_input in (True, False):
+        envs = make_grouped_vector_env("push", ENV, 3, 2, "sync")
+        spec = make_env("push", ENV).unwrapped.io_spec
+        base = MultimodalPolicy(tiny_policy_cfg, spec).eval()
+        c_cfg = dataclasses.replace(CRITIC, time_input=time_input)
+        ppo = PPO(ResidualPolicy(base, ResidualConfig(hidden=16, n_layers=1)), make_critic(c_cfg, spec),
+                  dataclasses.replace(cfg, critic=c_cfg))
+        collector = RolloutCollector(envs, ppo, seed=5)
+        storage = RolloutStorage(8, 3, collector.example_obs(), base.action_dim)
+        try:
+            collector.collect(storage)
+        finally:
+            envs.close()
+        storages[time_input] = storage
+        if time_input:
+            assert TIME_KEY not in actor_inputs({k: v[0] for k, v in storage.obs.items()}, ppo.actor)
+    timed, plain = storages[True], storages[False]
     expected = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2], dtype=torch.float32)[:, None].expand(8, 3) / 5
-    torch.testing.assert_close(storage.obs[TIME_KEY][..., 0], expected)
-    assert len(bootstrapped) == 2 and all(np.array_equal(b, np.ones((len(b), 1), np.float32)) for b in bootstrapped)
-    assert sum(len(b) for b in bootstrapped) == 3  # each env's one truncation (lanes of 2 and 1 envs)
-    assert TIME_KEY not in actor_inputs({k: v[0] for k, v in storage.obs.items()}, ppo.actor)
+    torch.testing.assert_close(timed.obs[TIME_KEY][..., 0], expected)
+    assert TIME_KEY not in plain.obs
+    # both truncate every env at step 4; only the run without the time input bootstraps that tail
+    assert bool(timed.truncated[4].all()) and bool(plain.truncated[4].all())
+    assert bool(timed.terminated[4].all()) and not bool(plain.terminated.any())
+    assert not bool(timed.final_values.any()) and bool(plain.final_values[4].ne(0).all())
