@@ -46,7 +46,8 @@ class CriticConfig:
     """Also read the episode's elapsed time (steps taken / the env's episode_steps, one more privileged input), and
     end episodes at the time limit like a termination instead of bootstrapping their tail: under a time limit the
     return left depends on the time, which the state alone does not show (Pardo et al. 2018, "Time Limits in
-    Reinforcement Learning"). Simulator-only, like the privileged state; never an actor input."""
+    Reinforcement Learning"). Simulator-only, like the privileged state; never an actor input. (On Stack with
+    2048-step batches: 81.5% against 84.0% without, one seed each, so off by default.)"""
     init_std: float = 0.02
     """Std of the normal init of linear layers and embeddings (nanoGPT)."""
 
