@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 # variant -> (description, extra Hydra overrides); 'bc_only' trains nothing. The default PPO configuration is
 # residual fine-tuning (frozen BC base + bounded residual), sparse reward, KL to the base, critic on state (no images).
 FULL = ["algo.finetune=full", "algo.bc_reg=kl", "algo.critic.use_images=true"]  # fine-tuning as it was before
+# 2048-step batches (8 envs x 256 steps), no KL, a low exploration std: the setting the Stack runs build on
+BIG_BATCH = ["algo.num_steps=256", "algo.bc_reg=none", "algo.residual.init_std=0.03", "algo.std_min=0.02"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bc_only": ("BC only (no RL)", []),
     "scratch": ("PPO from scratch", ["checkpoint=", "algo.bc_reg=none", "algo.critic_warmup_iters=0"]),
@@ -38,14 +40,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "replay": ("BC + residual PPO, failure replay 0.5", ["algo.failure_replay=0.5"]),
     "low_std": ("BC + residual PPO, exploration std 0.03, KL mean term only",
                 ["algo.bc_reg=kl_mean", "algo.residual.init_std=0.03", "algo.std_min=0.02"]),
-    "big_batch": ("BC + residual PPO, 2048-step batches, std 0.03, no KL",
-                  ["algo.num_steps=256", "algo.bc_reg=none", "algo.residual.init_std=0.03", "algo.std_min=0.02"]),
+    "big_batch": ("BC + residual PPO, 2048-step batches, std 0.03, no KL", BIG_BATCH),
     "big_batch_state": ("BC + residual PPO, 2048-step batches, std 0.03, no KL, proprio + goal into the residual",
-                        ["algo.num_steps=256", "algo.bc_reg=none", "algo.residual.init_std=0.03", "algo.std_min=0.02",
-                         "algo.residual.state_inputs=true"]),
+                        [*BIG_BATCH, "algo.residual.state_inputs=true"]),
     "time_critic": ("BC + residual PPO, 2048-step batches, std 0.03, no KL, state inputs, critic reads the time",
-                    ["algo.num_steps=256", "algo.bc_reg=none", "algo.residual.init_std=0.03", "algo.std_min=0.02",
-                     "algo.residual.state_inputs=true", "algo.critic.time_input=true"]),
+                    [*BIG_BATCH, "algo.residual.state_inputs=true", "algo.critic.time_input=true"]),
     "replay_no_kl": ("BC + residual PPO, failure replay 0.5, no KL", ["algo.failure_replay=0.5", "algo.bc_reg=none"]),
     "no_kl": ("BC + full PPO without KL regularizer", [*FULL[:1], "algo.bc_reg=none", "algo.critic.use_images=true"]),
     "no_warmup": ("BC + residual PPO without critic warm-up", ["algo.critic_warmup_iters=0"]),

@@ -134,8 +134,6 @@ def with_time_input(spec: IOSpec) -> IOSpec:
     if spec.episode_steps <= 0:
         raise ValueError(f"algo.critic.time_input=true needs the env's episode length, but the I/O spec of "
                          f"{spec.task_id!r} has episode_steps={spec.episode_steps}; set algo.critic.time_input=false")
-    if TIME_KEY in spec.privileged_keys:
-        return spec
     time = TensorSpec(TIME_KEY, (1,), "float32", "fraction", 0.0, 1.0,
                       description="steps taken in the episode / episode_steps (the critic's time input)")
     return dataclasses.replace(spec, privileged=(*spec.privileged, time))
