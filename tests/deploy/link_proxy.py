@@ -12,6 +12,11 @@ directions), TCP delayed, or the whole link cut (nothing forwarded either way; T
 would keep retransmitting them, and go out if the link heals). Every robot-port UDP packet is tapped with its
 stamp, direction and fate, so a test can check what the controller sent and what the arm reported.
 
+The relay runs in a child process of its own (LinkProxy is its handle in the test process): in a thread of the test
+process it waited for the interpreter lock behind the controller loop and franky's bindings, and a few ms of relay
+stall on a healthy link was enough for libfranka's catch-up after the gap to drive franky-sim's joint 2 past the FR3's
+2.62 rad/s (the driver then latched, correctly, on a link that was meant to be healthy).
+
 Test harness only, not `robo_hybrid.deploy`: to rehearse a bad network in front of a real arm, use the kernel's
 netem (`tc qdisc add dev <if> root netem delay 5ms loss 10%`); a Python relay in a 1 kHz loop adds its own
 scheduling jitter, which a real FR3 would already count against its communication constraints.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import multiprocessing as mp
 import random
 import selectors
 import socket
@@ -85,8 +91,8 @@ class _Session:
         return self.client, self.upstream, self.u_server, self.u_client
 
 
-class LinkProxy:
-    """Relays franky <-> franky-sim between `listen_host` and `server_host` with switchable faults (`set`)."""
+class _Relay:
+    """The relay itself: franky <-> franky-sim between `listen_host` and `server_host`, in a thread of its process."""
 
     def __init__(self, listen_host: str, server_host: str, ports=(ROBOT_PORT, GRIPPER_PORT), seed: int = 0) -> None:
         self.listen_host, self.server_host, self.ports = listen_host, server_host, tuple(ports)
@@ -104,7 +110,7 @@ class LinkProxy:
         self._listeners: list[socket.socket] = []
 
     # ----- control (test thread) -----
-    def start(self) -> LinkProxy:
+    def start(self) -> _Relay:
         """Bind the listening ports and start the relay thread."""
         for port in self.ports:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -263,3 +269,107 @@ class LinkProxy:
             s.close()
         self._sessions.remove(ses)
         self._count(f"closed_{ses.port}")
+
+
+def _serve(conn, listen_host: str, server_host: str, ports: tuple, seed: int) -> None:
+    """The child process: run the relay, answer the handle's requests until it says close (or goes away)."""
+    relay = _Relay(listen_host, server_host, ports, seed)
+    try:
+        relay.start()
+    except OSError as e:
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", None))
+    try:
+        while True:
+            try:
+                op, arg = conn.recv()
+            except EOFError:
+                return
+            if op == "set":
+                relay.set(**arg)
+                conn.send(("ok", None))
+            elif op == "snapshot":
+                conn.send(("ok", (list(relay.taps), dict(relay.counts), list(relay.errors))))
+            elif op == "close":
+                return
+    finally:
+        relay.close()
+        conn.close()
+
+
+class LinkProxy:
+    """Relays franky <-> franky-sim between `listen_host` and `server_host` with switchable faults (`set`); the relay
+    runs in a child process (`_Relay`), this is its handle: `set` reaches it at once, `taps` / `counts` / `errors`
+    are read from it on access."""
+
+    def __init__(self, listen_host: str, server_host: str, ports=(ROBOT_PORT, GRIPPER_PORT), seed: int = 0) -> None:
+        self._args = (listen_host, server_host, tuple(ports), seed)
+        self._conn = None
+        self._proc = None
+        self._closed: tuple[list[Tap], dict[str, int], list[str]] | None = None  # the last snapshot, after close
+
+    def start(self) -> LinkProxy:
+        """Start the relay process; returns once it listens (an OSError of its bind is raised here)."""
+        ctx = mp.get_context("spawn")  # never fork: the test process runs franky's threads
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, *self._args), name="link-proxy", daemon=True)
+        self._proc.start()
+        child.close()
+        if not self._conn.poll(30.0):
+            raise RuntimeError("link proxy process did not start within 30 s")
+        kind, msg = self._conn.recv()
+        if kind != "ready":
+            raise OSError(f"link proxy could not listen on {self._args[0]}: {msg}")
+        return self
+
+    def _ask(self, op: str, arg=None):
+        assert self._conn is not None, "LinkProxy.start() first"
+        try:
+            self._conn.send((op, arg))
+            kind, value = self._conn.recv()
+        except (OSError, EOFError) as e:
+            raise RuntimeError(f"link proxy process is gone (exit code {self._proc and self._proc.exitcode})") from e
+        assert kind == "ok", value
+        return value
+
+    def _snapshot(self) -> tuple[list[Tap], dict[str, int], list[str]]:
+        return self._closed if self._closed is not None else self._ask("snapshot")
+
+    def set(self, **fault) -> None:
+        """Switch the link's behaviour now (Fault fields: drop, delay_s, tcp_delay_s, cut); others keep theirs."""
+        Fault(**fault)  # a bad field or value fails here, in the test, not in the relay
+        self._ask("set", fault)
+
+    def close(self) -> None:
+        """Stop relaying, close every socket and end the relay process (its last record stays readable)."""
+        if self._conn is None or self._proc is None or self._closed is not None:
+            return
+        try:
+            self._closed = self._ask("snapshot")
+            self._conn.send(("close", None))
+        except (RuntimeError, OSError):
+            self._closed = ([], {}, ["the relay process was gone before close()"])
+        self._proc.join(5.0)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._conn.close()
+
+    @property
+    def taps(self) -> list[Tap]:
+        """Every robot-port UDP packet so far (stamped with time.monotonic(), one clock for all processes)."""
+        return self._snapshot()[0]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Event counts: sessions_<port>, <direction>_<fate>, closed_<port>, send_error_<name>."""
+        return self._snapshot()[1]
+
+    @property
+    def errors(self) -> list[str]:
+        """Errors the relay caught (one broken session does not stop the others)."""
+        return self._snapshot()[2]
+
+    def commands(self, fate: str | None = "sent") -> list[Tap]:
+        """The robot-port UDP packets franky sent toward the server (by default those that got through)."""
+        return [t for t in self.taps if t.direction == TO_SERVER and (fate is None or t.fate == fate)]
